@@ -1,0 +1,48 @@
+# locust-c: two commands do everything on a fresh Debian machine.
+#   make demo   set up, build, start the C test server, run a 20 s headless Locust with FastCUser
+#   make test   set up, build, run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEBS := libcurl4-openssl-dev libuv1-dev pkg-config
+DEMO_PORT ?= 18089
+
+.PHONY: all deps venv build test demo bench lint clean
+
+all: build
+
+# Debian packages, installed only when one is missing (root is expected; sudo is used when present).
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml setup.py | deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+build: venv
+	$(PY) setup.py -q build_ext --inplace
+
+test: build
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check locust_c tests bench examples
+
+demo: build
+	$(PY) examples/run_demo.py --port $(DEMO_PORT)
+
+bench: build
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build *.egg-info locust_c/*.so

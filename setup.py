@@ -1,0 +1,70 @@
+"""Build the locust-c C extensions against the system libcurl and libuv.
+
+The libraries are found with pkg-config. When one is missing the build stops with a single line that names
+the Debian packages to install, rather than a compiler traceback.
+
+Build switches (environment variables):
+    LOCUST_C_DEBUG=1     -O0 -g, assertions on
+    LOCUST_C_SANITIZE=1  AddressSanitizer (run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so))
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+
+PACKAGES_HINT = "apt-get install libcurl4-openssl-dev libuv1-dev pkg-config"
+
+
+def fail(message: str) -> None:
+    sys.stderr.write(f"locust-c build: {message}\n")
+    raise SystemExit(1)
+
+
+def pkg_config(*args: str) -> list[str]:
+    out = subprocess.run(["pkg-config", *args], check=True, capture_output=True, text=True).stdout
+    return out.split()
+
+
+def find_libraries() -> tuple[list[str], list[str]]:
+    if shutil.which("pkg-config") is None:
+        fail(f"pkg-config not found; install it with: {PACKAGES_HINT}")
+    missing = [lib for lib in ("libcurl", "libuv") if subprocess.run(["pkg-config", "--exists", lib]).returncode]
+    if missing:
+        fail(f"{' and '.join(missing)} development files not found; install them with: {PACKAGES_HINT}")
+    return pkg_config("--cflags", "libcurl", "libuv"), pkg_config("--libs", "libcurl", "libuv")
+
+
+def compile_args() -> tuple[list[str], list[str]]:
+    cflags = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+    ldflags: list[str] = []
+    if os.environ.get("LOCUST_C_DEBUG") == "1":
+        cflags += ["-O0", "-g3", "-UNDEBUG", "-DLOCUST_C_DEBUG=1"]
+    else:
+        cflags += ["-O2", "-DNDEBUG"]
+    if os.environ.get("LOCUST_C_SANITIZE") == "1":
+        cflags += ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"]
+        ldflags += ["-fsanitize=address"]
+    return cflags, ldflags
+
+
+lib_cflags, lib_ldflags = find_libraries() if "egg_info" not in sys.argv and "sdist" not in sys.argv else ([], [])
+cflags, ldflags = compile_args()
+
+engine = Extension(
+    "locust_c._engine",
+    sources=["csrc/module.c", "csrc/engine.c", "csrc/transfer.c", "csrc/stats.c"],
+    depends=["csrc/locust_c.h"],
+    extra_compile_args=cflags + lib_cflags,
+    extra_link_args=ldflags + lib_ldflags,
+)
+testserver = Extension(
+    "locust_c._testserver",
+    sources=["csrc/testserver.c"],
+    extra_compile_args=cflags + lib_cflags,
+    extra_link_args=ldflags + lib_ldflags,
+)
+
+setup(ext_modules=[engine, testserver])
