@@ -1,0 +1,344 @@
+/*
+ * The engine: one native thread running one libuv loop that drives one libcurl multi handle, in the
+ * pattern of curl's docs/examples/multi-uv.c. Commands arrive from Python through a mutex-guarded queue
+ * and uv_async_send; finished requests leave through a second queue and an eventfd.
+ */
+#include "locust_c.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* A libcurl socket being watched by the loop. */
+typedef struct {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  engine_t *engine;
+} sock_t;
+
+static void engine_check_done(engine_t *e);
+
+/* ---- buffers ----------------------------------------------------------------------------------------- */
+
+int buf_append(buf_t *b, const char *data, size_t len) {
+  if (LC_UNLIKELY(b->len + len > b->cap)) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + len) cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (p == NULL) return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
+  return 0;
+}
+
+void buf_free(buf_t *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+void request_free(request_t *req) {
+  if (req == NULL) return;
+  buf_free(&req->head);
+  buf_free(&req->content);
+  free(req->effective_url);
+  free(req->error);
+  free(req);
+}
+
+/* ---- libcurl <-> libuv glue -------------------------------------------------------------------------- */
+
+static void sock_close_cb(uv_handle_t *handle) { free(handle->data); }
+
+static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
+  sock_t *s = poll->data;
+  engine_t *e = s->engine;
+  int flags = 0;
+  int running;
+
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  curl_multi_socket_action(e->multi, s->fd, flags, &running);
+  engine_check_done(e);
+}
+
+/*
+ * CURLMOPT_SOCKETFUNCTION: libcurl tells us which sockets to watch for what. The sock_t is attached to the
+ * socket with curl_multi_assign so that later calls find it without a lookup.
+ */
+static int engine_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp) {
+  engine_t *e = userp;
+  sock_t *s = socketp;
+  int events = 0;
+
+  switch (action) {
+  case CURL_POLL_IN:
+  case CURL_POLL_OUT:
+  case CURL_POLL_INOUT:
+    if (s == NULL) {
+      s = calloc(1, sizeof(*s));
+      if (s == NULL) return -1;
+      s->fd = fd;
+      s->engine = e;
+      s->poll.data = s;
+      if (uv_poll_init_socket(&e->loop, &s->poll, fd) != 0) {
+        free(s);
+        return -1;
+      }
+      curl_multi_assign(e->multi, fd, s);
+    }
+    if (action != CURL_POLL_OUT) events |= UV_READABLE;
+    if (action != CURL_POLL_IN) events |= UV_WRITABLE;
+    uv_poll_start(&s->poll, events, sock_poll_cb);
+    break;
+  case CURL_POLL_REMOVE:
+    if (s != NULL) {
+      uv_poll_stop(&s->poll);
+      uv_close((uv_handle_t *)&s->poll, sock_close_cb);
+      curl_multi_assign(e->multi, fd, NULL);
+    }
+    break;
+  default:
+    break;
+  }
+  return 0;
+}
+
+static void engine_timeout_cb(uv_timer_t *timer) {
+  engine_t *e = timer->data;
+  int running;
+  curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  engine_check_done(e);
+}
+
+/* CURLMOPT_TIMERFUNCTION: libcurl asks for one timer; -1 removes it. */
+static int engine_timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+  engine_t *e = userp;
+  if (timeout_ms < 0)
+    uv_timer_stop(&e->timeout);
+  else
+    /* A zero timeout must not call back into libcurl from inside its own callback: let the loop do it. */
+    uv_timer_start(&e->timeout, engine_timeout_cb, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+/* Hands every transfer libcurl has finished to its xfer. */
+static void engine_check_done(engine_t *e) {
+  CURLMsg *msg;
+  int pending;
+  while ((msg = curl_multi_info_read(e->multi, &pending)) != NULL) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    xfer_t *x = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    xfer_finish(x, msg->data.result);
+  }
+}
+
+/* ---- completions ------------------------------------------------------------------------------------- */
+
+/*
+ * Queues a finished request for Python. The eventfd is written only when the queue goes from empty to
+ * non-empty: Python drains the whole queue on each wake-up, so one signal per batch is enough.
+ */
+void engine_complete(engine_t *e, request_t *req) {
+  int was_empty;
+  req->next = NULL;
+  e->in_flight--;
+  e->counters.completed++;
+  pthread_mutex_lock(&e->lock);
+  was_empty = e->done_head == NULL;
+  if (e->done_tail)
+    e->done_tail->next = req;
+  else
+    e->done_head = req;
+  e->done_tail = req;
+  pthread_mutex_unlock(&e->lock);
+  if (was_empty) {
+    uint64_t one = 1;
+    ssize_t n;
+    do n = write(e->event_fd, &one, sizeof(one));
+    while (n < 0 && errno == EINTR);
+  }
+}
+
+request_t *engine_drain(engine_t *e) {
+  uint64_t value;
+  request_t *head;
+  ssize_t n;
+  /* Reset the eventfd before taking the queue, so that a completion queued after the take signals again. */
+  do n = read(e->event_fd, &value, sizeof(value));
+  while (n < 0 && errno == EINTR);
+  pthread_mutex_lock(&e->lock);
+  head = e->done_head;
+  e->done_head = e->done_tail = NULL;
+  pthread_mutex_unlock(&e->lock);
+  return head;
+}
+
+/* ---- commands ---------------------------------------------------------------------------------------- */
+
+int engine_send(engine_t *e, cmd_t *cmd) {
+  cmd->next = NULL;
+  pthread_mutex_lock(&e->lock);
+  if (LC_UNLIKELY(e->stopping)) {
+    pthread_mutex_unlock(&e->lock);
+    return -ESHUTDOWN;
+  }
+  if (e->cmd_tail)
+    e->cmd_tail->next = cmd;
+  else
+    e->cmd_head = cmd;
+  e->cmd_tail = cmd;
+  if (cmd->kind == CMD_STOP) e->stopping = 1;
+  pthread_mutex_unlock(&e->lock);
+  uv_async_send(&e->wakeup);
+  return 0;
+}
+
+static void engine_close_walk_cb(uv_handle_t *handle, void *arg) {
+  if (!uv_is_closing(handle)) uv_close(handle, handle->type == UV_POLL ? sock_close_cb : NULL);
+}
+
+static void engine_shutdown(engine_t *e) {
+  while (e->clients) client_close(e->clients);
+  curl_multi_cleanup(e->multi);
+  e->multi = NULL;
+  /* Whatever handles are left (our async and timer, any poll still open) close now; the loop then ends. */
+  uv_walk(&e->loop, engine_close_walk_cb, NULL);
+}
+
+static void engine_wakeup_cb(uv_async_t *async) {
+  engine_t *e = async->data;
+  cmd_t *cmd, *next;
+  int stop = 0;
+
+  pthread_mutex_lock(&e->lock);
+  cmd = e->cmd_head;
+  e->cmd_head = e->cmd_tail = NULL;
+  pthread_mutex_unlock(&e->lock);
+
+  for (; cmd != NULL; cmd = next) {
+    next = cmd->next;
+    switch (cmd->kind) {
+    case CMD_SUBMIT:
+      e->in_flight++;
+      e->counters.submitted++;
+      client_submit(cmd->client, cmd->req);
+      break;
+    case CMD_CANCEL:
+      client_cancel(cmd->client, cmd->id);
+      break;
+    case CMD_CLOSE_CLIENT:
+      client_close(cmd->client);
+      client_unref(cmd->client); /* the command's reference */
+      break;
+    case CMD_STOP:
+      stop = 1;
+      break;
+    }
+    /* A submit command lives inside its request; the others were allocated on their own. */
+    if (cmd->kind != CMD_SUBMIT) free(cmd);
+  }
+  if (stop) engine_shutdown(e);
+}
+
+/* ---- life cycle -------------------------------------------------------------------------------------- */
+
+int engine_init(engine_t *e) {
+  int rc;
+  memset(e, 0, sizeof(*e));
+  e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (e->event_fd < 0) return -errno;
+  if ((rc = pthread_mutex_init(&e->lock, NULL)) != 0) goto fail_fd;
+  if ((rc = uv_loop_init(&e->loop)) != 0) goto fail_lock;
+  if ((rc = uv_async_init(&e->loop, &e->wakeup, engine_wakeup_cb)) != 0) goto fail_loop;
+  e->wakeup.data = e;
+  uv_timer_init(&e->loop, &e->timeout);
+  e->timeout.data = e;
+
+  e->multi = curl_multi_init();
+  if (e->multi == NULL) {
+    rc = -ENOMEM;
+    goto fail_loop;
+  }
+  curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, engine_socket_cb);
+  curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
+  curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, engine_timer_cb);
+  curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
+  return 0;
+
+fail_loop:
+  uv_walk(&e->loop, engine_close_walk_cb, NULL);
+  uv_run(&e->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&e->loop);
+fail_lock:
+  pthread_mutex_destroy(&e->lock);
+fail_fd:
+  close(e->event_fd);
+  return rc > 0 ? -rc : rc;
+}
+
+static void *engine_thread_main(void *arg) {
+  engine_t *e = arg;
+  uv_run(&e->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+int engine_start(engine_t *e) {
+  int rc = pthread_create(&e->thread, NULL, engine_thread_main, e);
+  if (rc != 0) return -rc;
+  e->started = 1;
+  return 0;
+}
+
+/* Stops the loop (cancelling whatever is in flight) and joins the thread. Call without the GIL. */
+int engine_stop(engine_t *e) {
+  cmd_t *cmd;
+  if (!e->started) return 0;
+  cmd = calloc(1, sizeof(*cmd));
+  if (cmd == NULL) return -ENOMEM;
+  cmd->kind = CMD_STOP;
+  if (engine_send(e, cmd) != 0) free(cmd); /* Already stopping: just wait. */
+  pthread_join(e->thread, NULL);
+  e->started = 0;
+  return 0;
+}
+
+/* Frees everything once the thread is gone; requests still queued for Python are freed unread. */
+void engine_destroy(engine_t *e) {
+  request_t *req, *next;
+  cmd_t *cmd, *cnext;
+  for (req = e->done_head; req; req = next) {
+    next = req->next;
+    request_free(req);
+  }
+  for (cmd = e->cmd_head; cmd; cmd = cnext) {
+    cnext = cmd->next;
+    if (cmd->kind == CMD_SUBMIT) {
+      request_free(cmd->req);
+      continue;
+    }
+    if (cmd->kind == CMD_CLOSE_CLIENT) client_unref(cmd->client);
+    free(cmd);
+  }
+  e->done_head = e->done_tail = NULL;
+  e->cmd_head = e->cmd_tail = NULL;
+  if (e->multi) {
+    engine_shutdown(e);
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+  }
+  uv_loop_close(&e->loop);
+  pthread_mutex_destroy(&e->lock);
+  close(e->event_fd);
+}
+
+void engine_counters(engine_t *e, engine_counters_t *out) {
+  /* Read without the engine thread's cooperation: the values may be a moment old, which is fine. */
+  *out = e->counters;
+}

@@ -1,0 +1,223 @@
+/*
+ * locust-c private header: the C engine behind FastCUser.
+ *
+ * Threading model. Each engine_t owns one native thread running one libuv loop that drives one libcurl multi
+ * handle. Python (holding the GIL) only ever does two things with an engine: it hands work over through the
+ * command queue (engine_submit and friends, then uv_async_send) and it takes finished requests back in
+ * batches (engine_drain), woken by an eventfd that the gevent hub watches. The engine thread never touches a
+ * Python object and never takes the GIL; the only Python value it carries is an opaque token pointer, which
+ * it copies and never dereferences.
+ *
+ * Ownership. A request_t is allocated by the Python side, owned by the engine thread from submission until
+ * it is pushed on the completion queue, and owned by the Python side again after engine_drain. A client_t
+ * (one simulated user: its keep-alive connections and its cookie jar) is allocated by the Python side and
+ * freed by the engine thread when it processes the client's close command, which is the last command the
+ * Python side sends about it.
+ */
+#ifndef LOCUST_C_H
+#define LOCUST_C_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#if defined(__GNUC__)
+#define LC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define LC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define LC_LIKELY(x) (x)
+#define LC_UNLIKELY(x) (x)
+#endif
+
+/* ---- growable byte buffer ---------------------------------------------------------------------------- */
+
+typedef struct {
+  char *data;
+  size_t len;
+  size_t cap;
+} buf_t;
+
+int buf_append(buf_t *b, const char *data, size_t len);
+void buf_free(buf_t *b);
+
+/* ---- stats ------------------------------------------------------------------------------------------- */
+
+/*
+ * A fixed-memory latency histogram in the HdrHistogram layout: values in microseconds from 1 us to about
+ * 2^32 us (71 minutes) with 3 significant decimal digits. Each power-of-two range ("bucket") holds
+ * HIST_SUB_COUNT linear sub-buckets; the first bucket covers 0..2047 exactly.
+ */
+#define HIST_SUB_BITS 11
+#define HIST_SUB_COUNT (1 << HIST_SUB_BITS)
+#define HIST_SUB_HALF (HIST_SUB_COUNT / 2)
+#define HIST_BUCKETS 22
+#define HIST_COUNTS ((HIST_BUCKETS + 1) * HIST_SUB_HALF)
+
+typedef struct {
+  uint64_t total;
+  uint64_t min_us;
+  uint64_t max_us;
+  uint64_t sum_us;
+  uint32_t counts[HIST_COUNTS];
+} hist_t;
+
+void hist_init(hist_t *h);
+void hist_record(hist_t *h, uint64_t value_us);
+int hist_merge(hist_t *dst, const hist_t *src);
+uint64_t hist_value_at_percentile(const hist_t *h, double percentile);
+size_t hist_index_of(uint64_t value_us);
+uint64_t hist_value_of_index(size_t index);
+uint64_t hist_highest_equivalent(uint64_t value_us);
+
+/* ---- requests ---------------------------------------------------------------------------------------- */
+
+enum {
+  REQ_FOLLOW_REDIRECTS = 1 << 0,
+  REQ_HEAD = 1 << 1,
+  REQ_GET = 1 << 2,
+  REQ_POST = 1 << 3,
+};
+
+/* Error categories that are not libcurl's: a request cancelled by its user or by the engine stopping. */
+#define REQ_ERR_CANCELLED (-1)
+
+typedef struct client_s client_t;
+typedef struct engine_s engine_t;
+typedef struct xfer_s xfer_t;
+typedef struct request_s request_t;
+
+typedef enum { CMD_SUBMIT, CMD_CANCEL, CMD_CLOSE_CLIENT, CMD_STOP } cmd_kind_t;
+
+typedef struct cmd_s {
+  struct cmd_s *next;
+  cmd_kind_t kind;
+  client_t *client;
+  request_t *req; /* CMD_SUBMIT: the request this command is embedded in */
+  uint64_t id;    /* CMD_CANCEL */
+} cmd_t;
+
+struct request_s {
+  cmd_t cmd;       /* the submit command travels inside its request: no allocation of its own */
+  request_t *next; /* completion queue link */
+  client_t *client;
+  void *token; /* opaque: the Python waiter; never dereferenced in C */
+  uint64_t id;
+  int flags;
+  int retries_left;
+
+  /* Inputs, all pointing into the same allocation as this struct. */
+  const char *method;
+  const char *url;
+  struct curl_slist *headers; /* nodes built by hand in our allocation: never curl_slist_free_all */
+  const char *body;
+  size_t body_len;
+
+  /* Outputs, written by the engine thread. */
+  int result; /* CURLcode, or REQ_ERR_CANCELLED */
+  int os_errno;
+  long status;
+  int64_t total_us;
+  int64_t redirects;
+  buf_t head; /* header block of the last response */
+  buf_t content;
+  char *effective_url;
+  char *error; /* libcurl's message for a failure, malloc'ed */
+};
+
+/* ---- clients (one per simulated user) ---------------------------------------------------------------- */
+
+typedef struct {
+  long connect_timeout_ms;
+  long timeout_ms;
+  long max_redirects;
+  int max_retries;
+  int max_connections; /* requests in flight at once; more wait in the client's queue */
+  int insecure;
+  int http2;
+  const char *proxy; /* "http://host:port" or NULL; copied */
+  const char *user_agent; /* copied */
+} client_options_t;
+
+struct client_s {
+  engine_t *engine;
+  client_t *prev, *next; /* engine's list, engine thread only */
+  CURLSH *share;         /* this user's connection cache and cookie jar */
+  xfer_t *idle;          /* reusable easy handles */
+  xfer_t *active;        /* transfers in the multi */
+  request_t *waiting_head, *waiting_tail; /* over max_connections */
+  int nactive;
+  int nidle;
+  client_options_t opts;
+  char *proxy;
+  char *user_agent;
+  int refs;       /* Python's object, the engine's registration, a queued close command */
+  int registered; /* known to the engine thread (it has submitted through this client) */
+};
+
+/* ---- transfers (an easy handle and what it is doing) ------------------------------------------------- */
+
+struct xfer_s {
+  xfer_t *prev, *next;
+  CURL *easy;
+  client_t *client;
+  request_t *req;
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+xfer_t *xfer_create(client_t *client);
+int xfer_start(xfer_t *x, request_t *req);
+void xfer_finish(xfer_t *x, CURLcode code);
+void xfer_destroy(xfer_t *x);
+
+/* ---- engine ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+  uint64_t submitted;
+  uint64_t completed;
+  uint64_t in_flight;
+  uint64_t clients;
+} engine_counters_t;
+
+struct engine_s {
+  uv_loop_t loop;
+  uv_async_t wakeup;
+  uv_timer_t timeout;
+  CURLM *multi;
+  pthread_t thread;
+  int started;
+  int event_fd; /* readable while completions are queued */
+
+  pthread_mutex_t lock; /* guards the two queues below and counters */
+  cmd_t *cmd_head, *cmd_tail;
+  request_t *done_head, *done_tail;
+  int stopping;
+
+  /* Engine thread only. */
+  client_t *clients;
+  uint64_t in_flight;
+  engine_counters_t counters;
+};
+
+int engine_init(engine_t *e);
+int engine_start(engine_t *e);
+int engine_send(engine_t *e, cmd_t *cmd);
+int engine_stop(engine_t *e);
+request_t *engine_drain(engine_t *e);
+void engine_destroy(engine_t *e);
+void engine_complete(engine_t *e, request_t *req);
+void engine_counters(engine_t *e, engine_counters_t *out);
+
+client_t *client_create(engine_t *e, const client_options_t *opts);
+void client_ref(client_t *c);
+void client_unref(client_t *c);
+void client_run_next(client_t *c);
+void client_close(client_t *c);
+void client_cancel(client_t *c, uint64_t id);
+void client_submit(client_t *c, request_t *req);
+
+void request_free(request_t *req);
+
+#endif /* LOCUST_C_H */

@@ -1,0 +1,340 @@
+/*
+ * One request on the wire: libcurl easy handle set-up, response capture, timing and the per-user client
+ * that owns the connections. Everything here runs on the engine thread, except client_create and the
+ * reference counting, which the Python side calls.
+ */
+#include "locust_c.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- clients ----------------------------------------------------------------------------------------- */
+
+client_t *client_create(engine_t *e, const client_options_t *opts) {
+  client_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  c->engine = e;
+  c->opts = *opts;
+  if (c->opts.max_connections < 1) c->opts.max_connections = 1;
+  if (opts->proxy && (c->proxy = strdup(opts->proxy)) == NULL) goto fail;
+  if (opts->user_agent && (c->user_agent = strdup(opts->user_agent)) == NULL) goto fail;
+  c->opts.proxy = c->proxy;
+  c->opts.user_agent = c->user_agent;
+  c->refs = 1;
+  return c;
+fail:
+  free(c->proxy);
+  free(c);
+  return NULL;
+}
+
+void client_ref(client_t *c) { __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED); }
+
+void client_unref(client_t *c) {
+  if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+  free(c->proxy);
+  free(c->user_agent);
+  free(c);
+}
+
+/*
+ * The first request of a client makes it known to the engine. Its share handle holds the user's own
+ * connection cache and cookie jar, so that two users never reuse each other's keep-alive connections or
+ * see each other's cookies, while all of them run in the one multi handle. No lock functions are set: only
+ * this thread ever uses the share.
+ */
+static int client_register(client_t *c) {
+  engine_t *e = c->engine;
+  c->share = curl_share_init();
+  if (c->share == NULL) return -ENOMEM;
+  curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+  curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+  c->next = e->clients;
+  if (e->clients) e->clients->prev = c;
+  e->clients = c;
+  c->registered = 1;
+  client_ref(c);
+  e->counters.clients++;
+  return 0;
+}
+
+static void client_fail(client_t *c, request_t *req, int code, const char *message) {
+  req->result = code;
+  req->error = message ? strdup(message) : NULL;
+  engine_complete(c->engine, req);
+}
+
+static void client_start(client_t *c, request_t *req) {
+  xfer_t *x = c->idle;
+  int rc;
+  if (x != NULL) {
+    c->idle = x->next;
+    c->nidle--;
+  } else if ((x = xfer_create(c)) == NULL) {
+    client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a transfer");
+    return;
+  }
+  x->prev = NULL;
+  x->next = c->active;
+  if (c->active) c->active->prev = x;
+  c->active = x;
+  c->nactive++;
+  if ((rc = xfer_start(x, req)) != 0) xfer_finish(x, (CURLcode)rc);
+}
+
+void client_submit(client_t *c, request_t *req) {
+  if (LC_UNLIKELY(!c->registered) && client_register(c) != 0) {
+    client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a client");
+    return;
+  }
+  if (c->nactive < c->opts.max_connections) {
+    client_start(c, req);
+    return;
+  }
+  req->next = NULL;
+  if (c->waiting_tail)
+    c->waiting_tail->next = req;
+  else
+    c->waiting_head = req;
+  c->waiting_tail = req;
+}
+
+void client_run_next(client_t *c) {
+  while (c->waiting_head && c->nactive < c->opts.max_connections) {
+    request_t *req = c->waiting_head;
+    c->waiting_head = req->next;
+    if (c->waiting_head == NULL) c->waiting_tail = NULL;
+    client_start(c, req);
+  }
+}
+
+static void client_unlink_active(client_t *c, xfer_t *x) {
+  if (x->prev)
+    x->prev->next = x->next;
+  else
+    c->active = x->next;
+  if (x->next) x->next->prev = x->prev;
+  x->prev = x->next = NULL;
+  c->nactive--;
+}
+
+/* Keeps the handle (and with it libcurl's buffers) for the next request, up to one per connection. */
+static void client_recycle(client_t *c, xfer_t *x) {
+  client_unlink_active(c, x);
+  x->req = NULL;
+  if (c->registered && c->nidle < c->opts.max_connections) {
+    x->next = c->idle;
+    c->idle = x;
+    c->nidle++;
+  } else {
+    xfer_destroy(x);
+  }
+}
+
+void client_cancel(client_t *c, uint64_t id) {
+  request_t *req, *prev = NULL;
+  xfer_t *x;
+  for (x = c->active; x; x = x->next) {
+    if (x->req && x->req->id == id) {
+      curl_multi_remove_handle(c->engine->multi, x->easy);
+      req = x->req;
+      client_recycle(c, x);
+      client_fail(c, req, REQ_ERR_CANCELLED, "request cancelled");
+      client_run_next(c);
+      return;
+    }
+  }
+  for (req = c->waiting_head; req; prev = req, req = req->next) {
+    if (req->id == id) {
+      if (prev)
+        prev->next = req->next;
+      else
+        c->waiting_head = req->next;
+      if (c->waiting_tail == req) c->waiting_tail = prev;
+      client_fail(c, req, REQ_ERR_CANCELLED, "request cancelled");
+      return;
+    }
+  }
+  /* Not found: it finished before the cancel arrived and is already on its way to Python. */
+}
+
+/*
+ * Closes the user's connections and cancels what it still has in flight. Safe to call twice; the engine's
+ * reference is dropped here, the Python object's and the close command's elsewhere.
+ */
+void client_close(client_t *c) {
+  engine_t *e = c->engine;
+  request_t *req;
+  if (!c->registered) return;
+  c->registered = 0;
+  while (c->active) {
+    xfer_t *x = c->active;
+    req = x->req;
+    curl_multi_remove_handle(e->multi, x->easy);
+    client_recycle(c, x); /* not registered any more: destroyed */
+    client_fail(c, req, REQ_ERR_CANCELLED, "request cancelled: user stopped");
+  }
+  while ((req = c->waiting_head) != NULL) {
+    c->waiting_head = req->next;
+    client_fail(c, req, REQ_ERR_CANCELLED, "request cancelled: user stopped");
+  }
+  c->waiting_tail = NULL;
+  while (c->idle) {
+    xfer_t *x = c->idle;
+    c->idle = x->next;
+    xfer_destroy(x);
+  }
+  c->nidle = 0;
+  /* With every easy handle gone, the share can close the user's keep-alive connections. */
+  curl_share_cleanup(c->share);
+  c->share = NULL;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    e->clients = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  e->counters.clients--;
+  client_unref(c);
+}
+
+/* ---- response capture -------------------------------------------------------------------------------- */
+
+static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
+  xfer_t *x = userp;
+  size_t len = size * n;
+  /* A status line starts a new response (after a redirect or a 100 Continue): keep only the last one. */
+  if (len > 5 && memcmp(data, "HTTP/", 5) == 0) x->req->head.len = 0;
+  if (buf_append(&x->req->head, data, len) != 0) return 0;
+  return len;
+}
+
+static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
+  xfer_t *x = userp;
+  size_t len = size * n;
+  if (LC_UNLIKELY(buf_append(&x->req->content, data, len) != 0)) return 0;
+  return len;
+}
+
+/* ---- transfers --------------------------------------------------------------------------------------- */
+
+/* Options that stay for the life of the handle; xfer_start sets the ones that change per request. */
+xfer_t *xfer_create(client_t *c) {
+  xfer_t *x = calloc(1, sizeof(*x));
+  const client_options_t *o = &c->opts;
+  if (x == NULL) return NULL;
+  x->client = c;
+  x->easy = curl_easy_init();
+  if (x->easy == NULL) {
+    free(x);
+    return NULL;
+  }
+  CURL *h = x->easy;
+  curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+  curl_easy_setopt(h, CURLOPT_SHARE, c->share);
+  curl_easy_setopt(h, CURLOPT_COOKIEFILE, ""); /* enable the cookie engine, in memory only */
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, xfer_write_cb);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, xfer_header_cb);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip, deflate, br");
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+  curl_easy_setopt(h, CURLOPT_MAXREDIRS, o->max_redirects);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
+  if (o->proxy) curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
+  if (o->user_agent) curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
+  if (o->http2) curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+  return x;
+}
+
+void xfer_destroy(xfer_t *x) {
+  curl_easy_cleanup(x->easy);
+  free(x);
+}
+
+int xfer_start(xfer_t *x, request_t *req) {
+  CURL *h = x->easy;
+  engine_t *e = x->client->engine;
+  x->req = req;
+  x->errbuf[0] = '\0';
+
+  curl_easy_setopt(h, CURLOPT_URL, req->url);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->headers);
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, (req->flags & REQ_FOLLOW_REDIRECTS) ? 1L : 0L);
+  if (x->client->opts.http2)
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
+                     strncmp(req->url, "https:", 6) == 0 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+
+  /*
+   * The method. HTTPGET resets whatever the previous request on this handle set; a body makes libcurl
+   * send a POST, which CUSTOMREQUEST renames. POST itself is left unnamed so that libcurl switches it to
+   * GET after a 301/302/303 as browsers and FastHttpUser do.
+   */
+  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+  if (req->flags & REQ_HEAD) {
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+  } else {
+    if (req->body != NULL) {
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+    }
+    int named = (req->flags & REQ_POST) || ((req->flags & REQ_GET) && req->body == NULL);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, named ? NULL : req->method);
+  }
+
+  CURLMcode mc = curl_multi_add_handle(e->multi, h);
+  return mc == CURLM_OK ? 0 : CURLE_FAILED_INIT;
+}
+
+static int xfer_should_retry(xfer_t *x, CURLcode code) {
+  request_t *req = x->req;
+  if (req->retries_left <= 0) return 0;
+  return code == CURLE_COULDNT_CONNECT || code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
+         code == CURLE_GOT_NOTHING;
+}
+
+/* Called when libcurl is done with the handle, whatever the outcome. */
+void xfer_finish(xfer_t *x, CURLcode code) {
+  client_t *c = x->client;
+  request_t *req = x->req;
+  CURL *h = x->easy;
+  long os_errno = 0;
+  curl_off_t total = 0;
+  long redirects = 0;
+
+  curl_multi_remove_handle(c->engine->multi, h);
+  if (LC_UNLIKELY(code != CURLE_OK) && xfer_should_retry(x, code)) {
+    req->retries_left--;
+    req->head.len = req->content.len = 0;
+    if (xfer_start(x, req) == 0) return;
+  }
+
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &req->status);
+  curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total);
+  curl_easy_getinfo(h, CURLINFO_REDIRECT_COUNT, &redirects);
+  req->total_us = total;
+  req->redirects = redirects;
+  req->result = code;
+  if (redirects > 0) {
+    char *url = NULL;
+    curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &url);
+    if (url) req->effective_url = strdup(url);
+  }
+  if (LC_UNLIKELY(code != CURLE_OK)) {
+    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+    req->os_errno = (int)os_errno;
+    req->error = strdup(x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
+  }
+  client_recycle(c, x);
+  engine_complete(c->engine, req);
+  client_run_next(c);
+}

@@ -1,0 +1,100 @@
+"""The Python side of the C engine: starting it lazily in each process and resuming waiting greenlets.
+
+Each engine is a native thread (not Python's ``threading``, which Locust monkey-patches) running a libuv loop
+that drives libcurl. Finished requests come back through an eventfd that the gevent hub watches; the
+watcher's callback is the engine's own ``dispatch``, which resumes each waiting greenlet with its result.
+
+``LOCUST_C_THREADS=N`` runs N engines in one process; users are spread over them round-robin.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+
+import gevent
+
+from . import _engine
+
+
+class EngineHandle:
+    """One running engine and the hub watcher that delivers its results."""
+
+    __slots__ = ("engine", "pid", "pending", "watcher", "__weakref__")
+
+    def __init__(self) -> None:
+        self.engine = _engine.Engine()
+        self.pid = os.getpid()
+        self.pending = 0
+        self.watcher = gevent.get_hub().loop.io(self.engine.fileno(), 1)
+        # The watcher holds the hub's loop alive only while requests are in flight, so that a script that
+        # waits for "everything" still ends once the last response is in.
+        self.watcher.ref = False
+        self.watcher.start(self._ready)
+
+    def _ready(self) -> None:
+        if self.pid != os.getpid():  # a forked child inherited the watcher: the engine is not ours
+            self.watcher.stop()
+            return
+        # dispatch() runs user greenlets, which submit more: read pending only after it returns.
+        delivered = self.engine.dispatch()
+        self.pending -= delivered
+        if self.pending <= 0:
+            self.pending = 0
+            self.watcher.ref = False
+
+    def request_started(self) -> None:
+        """Called for each submitted request, so the hub waits for the answer."""
+        if not self.pending:
+            self.watcher.ref = True
+        self.pending += 1
+
+    def stop(self) -> None:
+        if self.pid != os.getpid():
+            return
+        self.watcher.stop()
+        self.engine.stop()
+
+
+_handles: list[EngineHandle] = []
+_round_robin = itertools.count()
+
+
+def thread_count() -> int:
+    """How many engine threads this process runs (``LOCUST_C_THREADS``, default 1)."""
+    raw = os.environ.get("LOCUST_C_THREADS", "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"LOCUST_C_THREADS must be a whole number from 1 to 64, not {raw!r}") from None
+    if not 1 <= n <= 64:
+        raise ValueError(f"LOCUST_C_THREADS must be a whole number from 1 to 64, not {raw!r}")
+    return n
+
+
+def acquire() -> EngineHandle:
+    """The engine for the next new user, starting the engines of this process on first use."""
+    if not _handles:
+        _handles.extend(EngineHandle() for _ in range(thread_count()))
+    return _handles[next(_round_robin) % len(_handles)]
+
+
+def handles() -> list[EngineHandle]:
+    """The engines running in this process (none before the first request)."""
+    return list(_handles)
+
+
+def shutdown() -> None:
+    """Stop every engine of this process; requests in flight are cancelled. Safe to call more than once."""
+    while _handles:
+        _handles.pop().stop()
+
+
+def _forget_after_fork() -> None:
+    # The child has no engine threads: the parent's engines are left untouched and new ones start on demand.
+    _handles.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(shutdown)

@@ -1,0 +1,119 @@
+"""The errors a FastCUser request can record, and how libcurl's outcomes map onto them.
+
+Network faults become the exception classes a Locust user already knows from FastHttpUser
+(``ConnectionRefusedError``, ``ConnectionResetError``, ``TimeoutError``, ``socket.gaierror``, ``ssl.SSLError``),
+with stable messages: Locust groups failures by their text, so a message never carries a timing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+
+from locust.exception import LocustError
+
+from . import _engine
+
+
+class BadStatusCode(Exception):
+    """The server answered with an HTTP error status (400 and above)."""
+
+    def __init__(self, url: str, code: int) -> None:
+        super().__init__(url, code)
+        self.url = url
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"BadStatusCode({self.url!r}, code={self.code})"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+
+class ConnectionClosed(ConnectionError):
+    """The server closed the connection before a complete response arrived."""
+
+
+class BadResponse(ConnectionError):
+    """The server's answer was not valid HTTP."""
+
+
+class TooManyRedirects(Exception):
+    """More redirects than ``max_redirects`` allows."""
+
+
+class RequestCancelled(LocustError):
+    """The request was cancelled because its user stopped or the engine shut down."""
+
+
+# libcurl's CURLcode values this module distinguishes (curl/curl.h).
+CURLE_UNSUPPORTED_PROTOCOL = 1
+CURLE_URL_MALFORMAT = 3
+CURLE_COULDNT_RESOLVE_PROXY = 5
+CURLE_COULDNT_RESOLVE_HOST = 6
+CURLE_COULDNT_CONNECT = 7
+CURLE_WEIRD_SERVER_REPLY = 8
+CURLE_PARTIAL_FILE = 18
+CURLE_OPERATION_TIMEDOUT = 28
+CURLE_SSL_CONNECT_ERROR = 35
+CURLE_TOO_MANY_REDIRECTS = 47
+CURLE_GOT_NOTHING = 52
+CURLE_SEND_ERROR = 55
+CURLE_RECV_ERROR = 56
+CURLE_SSL_CERTPROBLEM = 58
+CURLE_SSL_CIPHER = 59
+CURLE_PEER_FAILED_VERIFICATION = 60
+CURLE_BAD_CONTENT_ENCODING = 61
+CURLE_SSL_CACERT_BADFILE = 77
+CURLE_SSL_ISSUER_ERROR = 83
+CURLE_HTTP2 = 16
+CURLE_HTTP2_STREAM = 92
+
+_SSL_CODES = frozenset({CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE,
+                        CURLE_SSL_ISSUER_ERROR})
+
+
+def _os_error(cls: type[OSError], code: int) -> OSError:
+    return cls(code, os.strerror(code))
+
+
+def error_for(result: int, os_errno: int, message: str | None) -> BaseException:
+    """The exception recorded for a transfer that ended with libcurl code ``result``."""
+    message = message or f"libcurl error {result}"
+    if result == CURLE_COULDNT_CONNECT:
+        if os_errno == errno.ECONNREFUSED:
+            return _os_error(ConnectionRefusedError, errno.ECONNREFUSED)
+        if os_errno == errno.ETIMEDOUT:
+            return TimeoutError("connect timed out")
+        return _os_error(ConnectionError, os_errno) if os_errno else ConnectionError(message)
+    if result == CURLE_OPERATION_TIMEDOUT:
+        if message.startswith(("Connection timed out", "Failed to connect", "Connection time-out")):
+            return TimeoutError("connect timed out")
+        return TimeoutError("timed out")
+    if result in (CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY):
+        return socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    if result in (CURLE_RECV_ERROR, CURLE_SEND_ERROR):
+        if os_errno == errno.ECONNRESET:
+            return _os_error(ConnectionResetError, errno.ECONNRESET)
+        if os_errno == errno.EPIPE:
+            return _os_error(BrokenPipeError, errno.EPIPE)
+        return ConnectionError("connection failed while " + ("receiving" if result == CURLE_RECV_ERROR else "sending"))
+    if result == CURLE_GOT_NOTHING:
+        return ConnectionClosed("server closed the connection without sending a response")
+    if result == CURLE_PARTIAL_FILE:
+        return ConnectionClosed("server closed the connection before the whole body arrived")
+    if result == CURLE_WEIRD_SERVER_REPLY:
+        return BadResponse("invalid HTTP response from server")
+    if result == CURLE_TOO_MANY_REDIRECTS:
+        return TooManyRedirects("too many redirects")
+    if result == CURLE_PEER_FAILED_VERIFICATION:
+        return ssl.SSLCertVerificationError(message)
+    if result in _SSL_CODES:
+        return ssl.SSLError(message)
+    if result == _engine.CANCELLED:
+        return RequestCancelled(message)
+    if result in (CURLE_HTTP2, CURLE_HTTP2_STREAM):
+        return ConnectionError(f"HTTP/2 error: {message}")
+    return ConnectionError(message)

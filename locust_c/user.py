@@ -1,0 +1,88 @@
+"""FastCUser: a drop-in for Locust's FastHttpUser whose HTTP runs in the C engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from locust.exception import StopTest
+from locust.user import User
+from locust.user.users import RestMixin
+
+from .session import FastCSession
+
+
+class FastCUser(User, RestMixin):
+    """A Locust user with a :class:`FastCSession` as ``self.client``.
+
+    The class attributes are FastHttpUser's, with the same defaults; set them in a subclass. Each user owns
+    its keep-alive connections and cookie jar, which are closed when the user stops.
+    """
+
+    network_timeout: float = 60.0
+    """Seconds a whole request may take before it fails with a timeout."""
+
+    connection_timeout: float = 60.0
+    """Seconds to establish a connection."""
+
+    max_redirects: int = 30
+    """Redirects followed at most; more fail the request."""
+
+    max_retries: int = 0
+    """Times a request is sent again after a connection error."""
+
+    insecure: bool = True
+    """Default True: TLS certificates are not verified. Set False to verify them."""
+
+    default_headers: dict | None = None
+    """Headers added to every request."""
+
+    concurrency: int = 10
+    """Requests (and so connections) in flight at once for this user; more wait their turn."""
+
+    proxy_host: str | None = None
+    """HTTP proxy host."""
+
+    proxy_port: int | None = None
+    """HTTP proxy port."""
+
+    http2: bool = False
+    """Use HTTP/2 with multiplexing: ALPN over https, prior knowledge over http."""
+
+    client_pool: Any = None
+    """Accepted for compatibility with FastHttpUser; connection pools are per user in locust-c."""
+
+    ssl_context_factory: Any = None
+    """Not supported: TLS runs in libcurl. Setting it raises an error."""
+
+    abstract = True
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        if self.host is None:
+            raise StopTest(
+                "You must specify the base host. Either in the host attribute in the User class, or on the "
+                "command line using the --host option."
+            )
+        self.client: FastCSession = FastCSession(
+            base_url=self.host,
+            request_event=self.environment.events.request,
+            user=self,
+            network_timeout=self.network_timeout,
+            connection_timeout=self.connection_timeout,
+            max_redirects=self.max_redirects,
+            max_retries=self.max_retries,
+            insecure=self.insecure,
+            concurrency=self.concurrency,
+            headers=self.default_headers,
+            proxy_host=self.proxy_host,
+            proxy_port=self.proxy_port,
+            http2=self.http2,
+            ssl_context_factory=self.ssl_context_factory,
+        )
+
+    def run(self) -> None:
+        # on_stop runs inside User.run and may still make requests: close the connections after it.
+        try:
+            super().run()
+        finally:
+            self.client.close()
