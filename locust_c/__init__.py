@@ -12,3 +12,6 @@ from .session import FastCRequest, FastCResponse, FastCSession, ResponseContextM
 from .user import FastCUser
 
 __all__ = ["FastCUser", "FastCSession", "FastCResponse", "FastCRequest", "ResponseContextManager", "__version__"]
+
+# Importing locust_c from a locustfile adds its command-line options (--results-json, --sla-file, ...) to Locust.
+from . import plugin  # noqa: E402,F401

@@ -1,0 +1,262 @@
+"""The in-run gate: command-line options locust-c adds to Locust, and the listeners that act on them.
+
+Importing :mod:`locust_c` registers this plugin, so a locustfile with plain ``HttpUser``/``FastHttpUser`` gets it
+too with a bare ``import locust_c``. Options:
+
+``--results-json FILE``
+    write the run's per-endpoint results at test stop (see :mod:`locust_c.results`).
+``--sla-file FILE``
+    check the run against SLA budgets at test stop: a verdict table on stdout and in ``$GITHUB_STEP_SUMMARY``,
+    exit code 1 on any breach. A missing or malformed file stops Locust before any load, with exit code 2.
+``--leak-pid PID`` / ``--leak-cgroup PATH``
+    hunt a memory leak in the system under test while the load runs; exit code 1 on a leak.
+
+In distributed mode only the master writes results and gates (once workers have sent their last statistics).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import locust
+from locust.runners import MasterRunner, WorkerRunner
+
+from . import results as results_mod
+from .gate import EXIT_BAD_INPUT, EXIT_FAIL, BadInput
+from .gate import leak as leak_mod
+from .gate.report import append_step_summary, sla_markdown, sla_summary_line, sla_text
+from .gate.results import run_from_dict
+from .gate.sla import SlaSpec, evaluate, load_sla
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+
+PREFIX = "locust-c"
+
+
+@dataclass
+class _LeakWatch:
+    """A memory sampler running in a greenlet for the length of a test."""
+
+    source: leak_mod.MemorySource
+    interval: float
+    budget: leak_mod.LeakBudget
+    plot: str | None
+    stop_requested: bool = False
+    samples: list[leak_mod.Sample] = field(default_factory=list)
+    greenlet: Any = None
+
+    def start(self) -> None:
+        self.stop_requested = False
+        self.samples = []
+        self.greenlet = gevent.spawn(
+            leak_mod.sample_memory,
+            self.source,
+            self.interval,
+            None,
+            lambda: self.stop_requested,
+            self.samples.append,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.greenlet is not None
+
+    def stop(self) -> list[leak_mod.Sample]:
+        self.stop_requested = True
+        if self.greenlet is not None:
+            self.greenlet.join(timeout=self.interval + 2)
+            self.greenlet.kill(block=False)
+            self.greenlet = None
+        return self.samples
+
+
+@dataclass
+class GateState:
+    """What the plugin keeps per environment (``environment.locust_c_gate``)."""
+
+    results_json: str | None = None
+    spec: SlaSpec | None = None
+    leak: _LeakWatch | None = None
+    pending: bool = False
+    peak_users: int = 0
+    summary: list[str] = field(default_factory=list)
+
+
+def _fail(environment: Environment, code: int = EXIT_FAIL) -> None:
+    """Raise the process exit code to ``code`` (never lower one that is already set)."""
+    current = environment.process_exit_code
+    if current is None or current < code:
+        environment.process_exit_code = code
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------------------- options
+
+
+@locust.events.init_command_line_parser.add_listener
+def add_options(parser: Any, **_kwargs: Any) -> None:
+    """Add locust-c's options to Locust's command line (and ``LOCUST_*`` environment variables)."""
+    group = parser.add_argument_group(
+        "locust-c gate", "Write results, check SLA budgets and hunt memory leaks (exit code 1 on a breach)."
+    )
+    options = [
+        (
+            "--results-json",
+            {"metavar": "FILE", "help": "write per-endpoint results as JSON at test stop (locust-c-results/1)"},
+        ),
+        (
+            "--sla-file",
+            {
+                "metavar": "FILE",
+                "help": "YAML file of SLA budgets checked at test stop; exit code 1 on any breach, "
+                "2 (before any load) when the file is missing or malformed",
+            },
+        ),
+        ("--leak-pid", {"metavar": "PID", "type": int, "help": "hunt a memory leak in this process during the run"}),
+        ("--leak-cgroup", {"metavar": "PATH", "help": "hunt a memory leak in this cgroup (memory.current)"}),
+        ("--leak-interval", {"metavar": "S", "type": float, "default": 1.0, "help": "seconds between memory samples"}),
+        ("--leak-warmup", {"metavar": "FRACTION", "type": float, "default": 0.2, "help": "fraction discarded first"}),
+        ("--leak-max-slope-kb-s", {"metavar": "KB", "type": float, "default": 50.0, "help": "slope budget, KB/s"}),
+        ("--leak-max-growth-mb", {"metavar": "MB", "type": float, "default": 10.0, "help": "growth budget, MB"}),
+        ("--leak-plot", {"metavar": "FILE", "help": "write a PNG of the memory samples and trend"}),
+    ]
+    for flag, kwargs in options:
+        env_var = "LOCUST_" + flag[2:].upper().replace("-", "_")
+        action = group.add_argument(flag, env_var=env_var, **kwargs)
+        action.include_in_web_ui = False
+
+
+# ---------------------------------------------------------------------------------------------------- init
+
+
+def _setup(environment: Environment) -> GateState:
+    """Validate the options (raises :class:`BadInput`) and build the state."""
+    options = environment.parsed_options
+    state = GateState(results_json=getattr(options, "results_json", None))
+    sla_file = getattr(options, "sla_file", None)
+    if sla_file:
+        state.spec = load_sla(sla_file)
+    pid, cgroup = getattr(options, "leak_pid", None), getattr(options, "leak_cgroup", None)
+    if pid is not None and cgroup:
+        raise BadInput("give --leak-pid or --leak-cgroup, not both", "--leak-pid")
+    if pid is not None or cgroup:
+        budget = leak_mod.LeakBudget(options.leak_max_slope_kb_s, options.leak_max_growth_mb, options.leak_warmup)
+        budget.validate()
+        if not options.leak_interval > 0:
+            raise BadInput(f"{options.leak_interval} is not a number of seconds > 0", "--leak-interval")
+        source = leak_mod.PidMemory(pid, "--leak-pid") if pid is not None else leak_mod.CgroupMemory(cgroup)
+        state.leak = _LeakWatch(source, options.leak_interval, budget, options.leak_plot)
+    return state
+
+
+@locust.events.init.add_listener
+def on_init(environment: Environment, **_kwargs: Any) -> None:
+    """Check the options before any load is sent; a bad one ends Locust with exit code 2."""
+    if environment.parsed_options is None or isinstance(environment.runner, WorkerRunner):
+        return
+    try:
+        state = _setup(environment)
+    except BadInput as e:
+        sys.stderr.write(f"{PREFIX}: error: {e}\n")
+        sys.stderr.flush()
+        # SystemExit is not an Exception, so it passes through Locust's event dispatch and ends the process
+        # with this code before the test starts.
+        sys.exit(EXIT_BAD_INPUT)
+    if state.results_json is None and state.spec is None and state.leak is None:
+        return
+    environment.locust_c_gate = state  # type: ignore[attr-defined]
+    events = environment.events
+    events.test_start.add_listener(lambda **kw: _on_test_start(environment))
+    events.spawning_complete.add_listener(lambda user_count, **kw: _on_spawned(environment, user_count))
+    events.test_stop.add_listener(lambda **kw: _on_test_stop(environment))
+    events.quitting.add_listener(lambda **kw: _finish(environment))
+    events.quit.add_listener(lambda **kw: _on_quit(environment))
+
+
+def _state(environment: Environment) -> GateState:
+    return environment.locust_c_gate  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------------- the run
+
+
+def _on_test_start(environment: Environment) -> None:
+    state = _state(environment)
+    state.pending = True
+    state.peak_users = 0
+    if state.leak is not None and not state.leak.running:
+        state.leak.start()
+
+
+def _on_spawned(environment: Environment, user_count: int) -> None:
+    state = _state(environment)
+    state.peak_users = max(state.peak_users, user_count)
+
+
+def _on_test_stop(environment: Environment) -> None:
+    # A master's statistics are complete only once the workers have sent their last report, at quitting.
+    if not isinstance(environment.runner, MasterRunner):
+        _finish(environment)
+
+
+def _finish(environment: Environment) -> None:
+    """Judge the leak and the SLA of the test that just ended (once per test)."""
+    state = _state(environment)
+    if state.leak is not None and state.leak.running:
+        _judge_leak(environment, state)
+    if not state.pending:
+        return
+    state.pending = False
+    runner = environment.runner
+    users = max(state.peak_users, runner.user_count if runner is not None else 0)
+    data = results_mod.collect(environment, user_count=users)
+    if state.results_json:
+        try:
+            results_mod.write_results_dict(data, state.results_json)
+        except OSError as e:
+            sys.stderr.write(f"{PREFIX}: error: {state.results_json}: cannot write results: {e.strerror}\n")
+            _fail(environment, EXIT_BAD_INPUT)
+    if state.spec is not None:
+        result = evaluate(state.spec, run_from_dict(data, "this run"))
+        _print(sla_text(result))
+        append_step_summary(sla_markdown(result, environment.host or ""))
+        state.summary.append(sla_summary_line(result))
+        if not result.passed:
+            _fail(environment)
+
+
+def _judge_leak(environment: Environment, state: GateState) -> None:
+    watch = state.leak
+    assert watch is not None
+    samples = watch.stop()
+    try:
+        fit = leak_mod.fit_leak(samples, watch.budget)
+    except BadInput as e:
+        sys.stderr.write(f"{PREFIX}: error: leak hunter: {e.detail}\n")
+        state.summary.append("Leak hunter: no verdict (too few samples)")
+        _fail(environment, EXIT_BAD_INPUT)
+        return
+    _print(leak_mod.describe(fit, watch.source.description))
+    append_step_summary(leak_mod.describe_markdown(fit, watch.source.description))
+    state.summary.append(f"Leak hunter: {'FAIL: memory is leaking' if fit.leaking else 'PASS: no leak'}")
+    if watch.plot:
+        try:
+            leak_mod.plot(samples, fit, watch.plot, watch.source.description)
+        except BadInput as e:
+            sys.stderr.write(f"{PREFIX}: error: {e}\n")
+    if fit.leaking:
+        _fail(environment)
+
+
+def _on_quit(environment: Environment) -> None:
+    """Repeat the verdicts after Locust's final statistics, so that they are the last lines of the log."""
+    for line in _state(environment).summary:
+        _print(line)

@@ -1,0 +1,92 @@
+"""The ``--results-json`` file: a run's per-endpoint numbers in the ``locust-c-results/1`` format.
+
+This first version reads Locust's own statistics, whose percentiles come from response times rounded to about
+two significant digits (``"source": "locust"``); an engine with exact histograms reports ``"source": "locust-c"``.
+The gate (:mod:`locust_c.gate`) reads the file back with :func:`locust_c.gate.results.load_json`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from .gate.results import FORMAT, write_results_dict
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+    from locust.stats import RequestStats, StatsEntry
+
+PERCENTILES = {"p50_ms": 0.50, "p90_ms": 0.90, "p95_ms": 0.95, "p99_ms": 0.99, "p999_ms": 0.999}
+
+
+def _version(package: str, fallback: str | None = None) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return fallback
+
+
+def _locust_c_version() -> str | None:
+    package = sys.modules.get(__package__ or "locust_c")
+    return _version("locust-c", getattr(package, "__version__", None))
+
+
+def entry_dict(entry: StatsEntry) -> dict[str, Any]:
+    """One Locust stats entry in the results format."""
+    timed = entry.num_requests - entry.num_none_requests
+    result: dict[str, Any] = {
+        "method": entry.method or "",
+        "name": entry.name,
+        "num_requests": entry.num_requests,
+        "num_failures": entry.num_failures,
+        "error_rate": entry.fail_ratio,
+        "rps": entry.total_rps,
+        "mean_ms": entry.avg_response_time,
+        "min_ms": entry.min_response_time or 0,
+        "max_ms": entry.max_response_time,
+    }
+    for key, percent in PERCENTILES.items():
+        result[key] = entry.get_response_time_percentile(percent) if timed > 0 else None
+    return result
+
+
+def _stats(environment: Environment) -> RequestStats:
+    runner = environment.runner
+    return runner.stats if runner is not None else environment.stats
+
+
+def collect(environment: Environment, *, user_count: int | None = None, source: str = "locust") -> dict[str, Any]:
+    """The run's results as a ``locust-c-results/1`` dict, from the environment's statistics.
+
+    ``user_count`` is the peak number of users (by default the runner's current or target count).
+    """
+    import locust
+
+    stats = _stats(environment)
+    runner = environment.runner
+    if user_count is None and runner is not None:
+        user_count = max(runner.user_count, getattr(runner, "target_user_count", 0) or 0)
+    started = stats.start_time
+    entries = sorted(stats.entries.values(), key=lambda e: (e.name, e.method or ""))
+    return {
+        "format": FORMAT,
+        "locust_c_version": _locust_c_version(),
+        "locust_version": locust.__version__,
+        "host": environment.host,
+        "user_count": user_count,
+        "start_time": dt.datetime.fromtimestamp(started, tz=dt.UTC).isoformat(timespec="seconds") if started else None,
+        "run_time_s": round(time.time() - started, 3) if started else None,
+        "source": source,
+        "endpoints": [entry_dict(e) for e in entries],
+        "total": {**entry_dict(stats.total), "method": "", "name": "Aggregated"},
+    }
+
+
+def write(environment: Environment, path: str, **options: Any) -> dict[str, Any]:
+    """Write :func:`collect`'s dict to ``path`` as JSON and return it (``options`` go to :func:`collect`)."""
+    data = collect(environment, **options)
+    write_results_dict(data, path)
+    return data
