@@ -61,9 +61,16 @@ static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
   int flags = 0;
   int running;
 
-  if (status < 0) flags = CURL_CSELECT_ERR;
-  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
-  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  /*
+   * On a socket error (libuv reports EPOLLERR as a status and stops the handle) let libcurl read and write:
+   * it then finds the real cause (ECONNRESET, ECONNREFUSED) instead of a generic "select/poll error".
+   */
+  if (status < 0)
+    flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
+  else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
   curl_multi_socket_action(e->multi, s->fd, flags, &running);
   engine_check_done(e);
 }

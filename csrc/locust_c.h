@@ -72,6 +72,41 @@ size_t hist_index_of(uint64_t value_us);
 uint64_t hist_value_of_index(size_t index);
 uint64_t hist_highest_equivalent(uint64_t value_us);
 
+/*
+ * What a batch of successful requests adds to one Locust stats entry, in Locust's own terms: count,
+ * response-time sum/min/max in ms, content length, requests per wall-clock second and the rounded
+ * response-time buckets of locust.stats.bucket_response_time. Python folds it into the entry once per batch.
+ */
+#define DELTA_BUCKET_SLOTS 1024 /* open addressing; Locust's rounding gives at most ~400 distinct keys */
+
+typedef struct {
+  int64_t key;
+  uint32_t count;
+} delta_bucket_t;
+
+typedef struct {
+  int64_t second;
+  uint32_t count;
+} delta_second_t;
+
+typedef struct {
+  uint64_t count;
+  double sum_ms;
+  double min_ms;
+  double max_ms;
+  uint64_t content_length;
+  double last_time; /* wall clock of the latest completion */
+  delta_second_t seconds[8];
+  int nseconds;
+  int nbuckets;
+  uint16_t used[DELTA_BUCKET_SLOTS]; /* slots in use, to clear them without a full sweep */
+  delta_bucket_t buckets[DELTA_BUCKET_SLOTS];
+} stats_delta_t;
+
+void stats_delta_init(stats_delta_t *d);
+int stats_delta_record(stats_delta_t *d, double response_ms, uint64_t content_length, double wall_time);
+int64_t stats_locust_bucket(double response_ms);
+
 /* ---- requests ---------------------------------------------------------------------------------------- */
 
 enum {
@@ -79,6 +114,7 @@ enum {
   REQ_HEAD = 1 << 1,
   REQ_GET = 1 << 2,
   REQ_POST = 1 << 3,
+  REQ_BATCH_STATS = 1 << 4, /* a success goes into Locust's stats in the batch, not through events.request */
 };
 
 /* Error categories that are not libcurl's: a request cancelled by its user or by the engine stopping. */
@@ -103,7 +139,8 @@ struct request_s {
   cmd_t cmd;       /* the submit command travels inside its request: no allocation of its own */
   request_t *next; /* completion queue link */
   client_t *client;
-  void *token; /* opaque: the Python waiter; never dereferenced in C */
+  void *token;    /* opaque: the Python waiter; never dereferenced in C */
+  void *endpoint; /* opaque: the Python stats endpoint or NULL; never dereferenced in C */
   uint64_t id;
   int flags;
   int retries_left;
@@ -121,6 +158,7 @@ struct request_s {
   long status;
   int64_t total_us;
   int64_t redirects;
+  double done_time; /* wall clock (seconds since the epoch) when the last byte arrived */
   buf_t head; /* header block of the last response */
   buf_t content;
   char *effective_url;

@@ -21,8 +21,28 @@ typedef struct {
   PyTypeObject *engine_type;
   PyTypeObject *client_type;
   PyTypeObject *result_type;
+  PyTypeObject *histogram_type;
+  PyTypeObject *endpoint_type;
   PyObject *str_switch;
+  PyObject *flush; /* callable(list of dirty Endpoints), set by locust_c.stats */
 } module_state_t;
+
+typedef struct {
+  PyObject_HEAD
+  hist_t *hist;
+} HistogramObject;
+
+/* One (method, name) row of a Locust stats table: exact histograms and the delta not yet folded into Locust. */
+typedef struct {
+  PyObject_HEAD
+  PyObject *method;
+  PyObject *name;
+  PyObject *target;          /* whatever the Python side wants to find the Locust entry by */
+  HistogramObject *hist;     /* every request since the last reset */
+  HistogramObject *unsent;   /* since the last worker report */
+  int dirty;
+  stats_delta_t delta;
+} EndpointObject;
 
 typedef struct {
   PyObject_HEAD
@@ -47,6 +67,8 @@ typedef struct {
   int os_errno;
   double response_time; /* ms */
   long redirects;
+  int recorded; /* already in Locust's stats through the batch */
+  double done_time;
 } ResultObject;
 
 static uint64_t next_request_id = 1;
@@ -126,6 +148,10 @@ static PyMemberDef result_members[] = {
     {"response_time", T_DOUBLE, offsetof(ResultObject, response_time), READONLY,
      "Milliseconds from the start of the transfer to its last byte."},
     {"redirects", T_LONG, offsetof(ResultObject, redirects), READONLY, "Redirects followed."},
+    {"recorded", T_INT, offsetof(ResultObject, recorded), READONLY,
+     "True when the engine already folded this request into Locust's statistics."},
+    {"done_time", T_DOUBLE, offsetof(ResultObject, done_time), READONLY,
+     "Wall-clock time (epoch seconds) of the last byte."},
     {NULL},
 };
 
@@ -155,8 +181,300 @@ static ResultObject *result_new(module_state_t *st, request_t *req) {
   r->os_errno = req->os_errno;
   r->response_time = (double)req->total_us / 1000.0;
   r->redirects = (long)req->redirects;
+  r->recorded = 0;
+  r->done_time = req->done_time;
   return r;
 }
+
+/* ---- Histogram --------------------------------------------------------------------------------------- */
+
+static HistogramObject *histogram_create(PyTypeObject *type) {
+  HistogramObject *self = (HistogramObject *)type->tp_alloc(type, 0);
+  if (self == NULL) return NULL;
+  if ((self->hist = malloc(sizeof(hist_t))) == NULL) {
+    Py_DECREF(self);
+    PyErr_NoMemory();
+    return NULL;
+  }
+  hist_init(self->hist);
+  return self;
+}
+
+static PyObject *histogram_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+  if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+    PyErr_SetString(PyExc_TypeError, "Histogram() takes no arguments");
+    return NULL;
+  }
+  return (PyObject *)histogram_create(type);
+}
+
+static void histogram_dealloc(HistogramObject *self) {
+  PyTypeObject *tp = Py_TYPE(self);
+  free(self->hist);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+static PyObject *histogram_record(HistogramObject *self, PyObject *arg) {
+  unsigned long long v = PyLong_AsUnsignedLongLong(arg);
+  if (v == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+  hist_record(self->hist, v);
+  Py_RETURN_NONE;
+}
+
+static PyObject *histogram_percentile(HistogramObject *self, PyObject *arg) {
+  double p = PyFloat_AsDouble(arg);
+  if (p == -1.0 && PyErr_Occurred()) return NULL;
+  if (!(p >= 0.0 && p <= 100.0)) {
+    PyErr_Format(PyExc_ValueError, "percentile must be between 0 and 100, not %R", arg);
+    return NULL;
+  }
+  return PyLong_FromUnsignedLongLong(hist_value_at_percentile(self->hist, p));
+}
+
+/* The non-zero counts as a flat list [index, count, index, count, ...], with total/min/max/sum first. */
+static PyObject *histogram_sparse(HistogramObject *self, PyObject *unused) {
+  hist_t *h = self->hist;
+  PyObject *out = PyList_New(0), *v;
+  size_t i;
+  if (out == NULL) return NULL;
+  for (i = 0; i < HIST_COUNTS; i++) {
+    if (h->counts[i] == 0) continue;
+    if ((v = PyLong_FromSize_t(i)) == NULL || PyList_Append(out, v) < 0) goto fail;
+    Py_DECREF(v);
+    if ((v = PyLong_FromUnsignedLong(h->counts[i])) == NULL || PyList_Append(out, v) < 0) goto fail;
+    Py_DECREF(v);
+  }
+  return Py_BuildValue("(KKKKN)", (unsigned long long)h->total, (unsigned long long)(h->total ? h->min_us : 0),
+                       (unsigned long long)h->max_us, (unsigned long long)h->sum_us, out);
+fail:
+  Py_XDECREF(v);
+  Py_DECREF(out);
+  return NULL;
+}
+
+/* Adds what sparse() returned (possibly from another process): merging loses nothing. */
+static PyObject *histogram_add_sparse(HistogramObject *self, PyObject *arg) {
+  unsigned long long total, min_us, max_us, sum_us;
+  PyObject *counts, *seq;
+  hist_t *h = self->hist;
+  Py_ssize_t i, n;
+  if (!PyArg_ParseTuple(arg, "KKKKO:add_sparse", &total, &min_us, &max_us, &sum_us, &counts)) return NULL;
+  if ((seq = PySequence_Fast(counts, "counts must be a sequence")) == NULL) return NULL;
+  n = PySequence_Fast_GET_SIZE(seq);
+  if (n % 2 != 0) goto bad;
+  for (i = 0; i < n; i += 2) {
+    Py_ssize_t index = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, i));
+    unsigned long c = PyLong_AsUnsignedLong(PySequence_Fast_GET_ITEM(seq, i + 1));
+    if (PyErr_Occurred()) goto fail;
+    if (index < 0 || index >= HIST_COUNTS) goto bad;
+    h->counts[index] += (uint32_t)c;
+  }
+  Py_DECREF(seq);
+  if (total == 0) Py_RETURN_NONE;
+  h->total += total;
+  h->sum_us += sum_us;
+  if (min_us < h->min_us) h->min_us = min_us;
+  if (max_us > h->max_us) h->max_us = max_us;
+  Py_RETURN_NONE;
+bad:
+  PyErr_SetString(PyExc_ValueError, "not a histogram from Histogram.sparse()");
+fail:
+  Py_DECREF(seq);
+  return NULL;
+}
+
+static PyObject *histogram_merge(HistogramObject *self, PyObject *other) {
+  if (!PyObject_TypeCheck(other, Py_TYPE(self))) {
+    PyErr_SetString(PyExc_TypeError, "merge() takes a Histogram");
+    return NULL;
+  }
+  hist_merge(self->hist, ((HistogramObject *)other)->hist);
+  Py_RETURN_NONE;
+}
+
+static PyObject *histogram_reset(HistogramObject *self, PyObject *unused) {
+  hist_init(self->hist);
+  Py_RETURN_NONE;
+}
+
+static PyObject *histogram_get_count(HistogramObject *self, void *c) {
+  return PyLong_FromUnsignedLongLong(self->hist->total);
+}
+static PyObject *histogram_get_min(HistogramObject *self, void *c) {
+  return PyLong_FromUnsignedLongLong(self->hist->total ? self->hist->min_us : 0);
+}
+static PyObject *histogram_get_max(HistogramObject *self, void *c) {
+  return PyLong_FromUnsignedLongLong(self->hist->max_us);
+}
+static PyObject *histogram_get_sum(HistogramObject *self, void *c) {
+  return PyLong_FromUnsignedLongLong(self->hist->sum_us);
+}
+
+static PyMethodDef histogram_methods[] = {
+    {"record", (PyCFunction)histogram_record, METH_O, "Record one value in microseconds."},
+    {"percentile", (PyCFunction)histogram_percentile, METH_O, "Value (us) at a percentile from 0 to 100."},
+    {"sparse", (PyCFunction)histogram_sparse, METH_NOARGS, "(total, min, max, sum, [index, count, ...])."},
+    {"add_sparse", (PyCFunction)histogram_add_sparse, METH_O, "Add a histogram given as sparse() returns it."},
+    {"merge", (PyCFunction)histogram_merge, METH_O, "Add another Histogram's counts."},
+    {"reset", (PyCFunction)histogram_reset, METH_NOARGS, "Forget every value."},
+    {NULL},
+};
+
+static PyGetSetDef histogram_getset[] = {
+    {"count", (getter)histogram_get_count, NULL, "Values recorded.", NULL},
+    {"min", (getter)histogram_get_min, NULL, "Smallest value (us), 0 when empty.", NULL},
+    {"max", (getter)histogram_get_max, NULL, "Largest value (us).", NULL},
+    {"sum", (getter)histogram_get_sum, NULL, "Sum of the values (us).", NULL},
+    {NULL},
+};
+
+static PyType_Slot histogram_slots[] = {
+    {Py_tp_doc, "Histogram()\n--\n\nA latency histogram with 3 significant digits from 1 us to ~71 minutes."},
+    {Py_tp_new, histogram_new},
+    {Py_tp_dealloc, histogram_dealloc},
+    {Py_tp_methods, histogram_methods},
+    {Py_tp_getset, histogram_getset},
+    {0, NULL},
+};
+
+static PyType_Spec histogram_spec = {
+    .name = "locust_c._engine.Histogram",
+    .basicsize = sizeof(HistogramObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = histogram_slots,
+};
+
+/* ---- Endpoint ---------------------------------------------------------------------------------------- */
+
+static PyObject *endpoint_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"method", "name", "target", NULL};
+  module_state_t *st = PyType_GetModuleState(type);
+  PyObject *method, *name, *target = Py_None;
+  EndpointObject *self;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UU|O:Endpoint", kwlist, &method, &name, &target)) return NULL;
+  self = (EndpointObject *)type->tp_alloc(type, 0);
+  if (self == NULL) return NULL;
+  self->method = Py_NewRef(method);
+  self->name = Py_NewRef(name);
+  self->target = Py_NewRef(target);
+  self->hist = histogram_create(st->histogram_type);
+  self->unsent = histogram_create(st->histogram_type);
+  if (self->hist == NULL || self->unsent == NULL) {
+    Py_DECREF(self);
+    return NULL;
+  }
+  stats_delta_init(&self->delta);
+  return (PyObject *)self;
+}
+
+static int endpoint_traverse(EndpointObject *self, visitproc visit, void *arg) {
+  Py_VISIT(Py_TYPE(self));
+  Py_VISIT(self->target);
+  return 0;
+}
+
+static int endpoint_clear(EndpointObject *self) {
+  Py_CLEAR(self->target);
+  return 0;
+}
+
+static void endpoint_dealloc(EndpointObject *self) {
+  PyTypeObject *tp = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  endpoint_clear(self);
+  Py_XDECREF(self->method);
+  Py_XDECREF(self->name);
+  Py_XDECREF(self->hist);
+  Py_XDECREF(self->unsent);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+/* Records one finished request: always in the histograms, and in the Locust delta when asked. */
+static int endpoint_record(EndpointObject *self, request_t *req, int batch) {
+  hist_record(self->hist->hist, (uint64_t)req->total_us);
+  hist_record(self->unsent->hist, (uint64_t)req->total_us);
+  if (!batch) return 0;
+  return stats_delta_record(&self->delta, (double)req->total_us / 1000.0, req->content.len, req->done_time);
+}
+
+/*
+ * take() -> None or (count, sum_ms, min_ms, max_ms, content_length, last_time, {second: n}, {bucket_ms: n})
+ * and starts a new delta.
+ */
+static PyObject *endpoint_take(EndpointObject *self, PyObject *unused) {
+  stats_delta_t *d = &self->delta;
+  PyObject *seconds = NULL, *buckets = NULL, *k = NULL, *v = NULL, *out;
+  int i;
+  self->dirty = 0;
+  if (d->count == 0) {
+    stats_delta_init(d);
+    Py_RETURN_NONE;
+  }
+  if ((seconds = PyDict_New()) == NULL || (buckets = PyDict_New()) == NULL) goto fail;
+  for (i = 0; i < d->nseconds; i++) {
+    if (d->seconds[i].count == 0) continue;
+    k = PyLong_FromLongLong(d->seconds[i].second);
+    v = PyLong_FromUnsignedLong(d->seconds[i].count);
+    if (k == NULL || v == NULL || PyDict_SetItem(seconds, k, v) < 0) goto fail;
+    Py_CLEAR(k);
+    Py_CLEAR(v);
+  }
+  for (i = 0; i < d->nbuckets; i++) {
+    delta_bucket_t *b = &d->buckets[d->used[i]];
+    k = PyLong_FromLongLong(b->key);
+    v = PyLong_FromUnsignedLong(b->count);
+    if (k == NULL || v == NULL || PyDict_SetItem(buckets, k, v) < 0) goto fail;
+    Py_CLEAR(k);
+    Py_CLEAR(v);
+  }
+  out = Py_BuildValue("(KdddKdNN)", (unsigned long long)d->count, d->sum_ms, d->min_ms, d->max_ms,
+                      (unsigned long long)d->content_length, d->last_time, seconds, buckets);
+  stats_delta_init(d);
+  return out;
+fail:
+  Py_XDECREF(k);
+  Py_XDECREF(v);
+  Py_XDECREF(seconds);
+  Py_XDECREF(buckets);
+  return NULL;
+}
+
+static PyMethodDef endpoint_methods[] = {
+    {"take", (PyCFunction)endpoint_take, METH_NOARGS,
+     "take() -> None or (count, sum_ms, min_ms, max_ms, content_length, last_time, {second: n}, {bucket: n})"},
+    {NULL},
+};
+
+static PyMemberDef endpoint_members[] = {
+    {"method", T_OBJECT, offsetof(EndpointObject, method), READONLY, "HTTP method."},
+    {"name", T_OBJECT, offsetof(EndpointObject, name), READONLY, "Name in Locust's statistics."},
+    {"target", T_OBJECT, offsetof(EndpointObject, target), 0, "The Python side's handle on the Locust entry."},
+    {"hist", T_OBJECT, offsetof(EndpointObject, hist), READONLY, "Histogram of every request since the reset."},
+    {"unsent", T_OBJECT, offsetof(EndpointObject, unsent), READONLY, "Histogram since the last worker report."},
+    {"dirty", T_INT, offsetof(EndpointObject, dirty), READONLY, "True while a delta waits for take()."},
+    {NULL},
+};
+
+static PyType_Slot endpoint_slots[] = {
+    {Py_tp_doc, "Endpoint(method, name, target=None)\n--\n\nExact latency histograms of one stats row, and the "
+                "batch of successes not yet folded into Locust's statistics."},
+    {Py_tp_new, endpoint_new},
+    {Py_tp_dealloc, endpoint_dealloc},
+    {Py_tp_traverse, endpoint_traverse},
+    {Py_tp_clear, endpoint_clear},
+    {Py_tp_methods, endpoint_methods},
+    {Py_tp_members, endpoint_members},
+    {0, NULL},
+};
+
+static PyType_Spec endpoint_spec = {
+    .name = "locust_c._engine.Endpoint",
+    .basicsize = sizeof(EndpointObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = endpoint_slots,
+};
 
 /* ---- Engine ------------------------------------------------------------------------------------------ */
 
@@ -197,6 +515,7 @@ static void engine_discard_done(engine_t *e) {
   for (; req; req = next) {
     next = req->next;
     Py_XDECREF((PyObject *)req->token);
+    Py_XDECREF((PyObject *)req->endpoint);
     request_free(req);
   }
 }
@@ -240,38 +559,114 @@ static PyObject *engine_fileno(EngineObject *self, PyObject *unused) {
 
 /*
  * Resumes every waiter whose request has finished: token.switch(result) for each, in completion order.
- * Runs in the gevent hub (it is the eventfd watcher's callback). An error in one waiter is reported and
+ * Runs in the gevent hub (it is the eventfd watcher's callback). Before any waiter runs, the batch's
+ * statistics are recorded and the successes folded into Locust's (through the flush callback), so every
+ * request is in Locust's stats by the time its client call returns. An error in one waiter is reported and
  * does not stop the others. Returns how many requests were delivered.
  */
 static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
   module_state_t *st = PyType_GetModuleState(cls);
-  request_t *req, *next;
-  long n = 0;
+  request_t *req, *next, *head;
+  PyObject *dirty = NULL;
+  ResultObject **results;
+  PyObject **tokens;
+  size_t n = 0, cap = 64, i;
+
   if (engine_check(self) < 0) return NULL;
-  for (req = engine_drain(self->engine); req; req = next) {
-    PyObject *token = (PyObject *)req->token, *ret;
+  if (self->pid != getpid()) return PyLong_FromLong(0);
+  req = head = engine_drain(self->engine);
+  if (head == NULL) return PyLong_FromLong(0);
+  results = malloc(cap * sizeof(*results));
+  tokens = malloc(cap * sizeof(*tokens));
+  if (results == NULL || tokens == NULL) goto nomem;
+
+  /* Pass 1: results and statistics. */
+  for (req = head; req; req = next) {
+    EndpointObject *ep = req->endpoint;
     ResultObject *r;
     next = req->next;
     req->next = NULL;
+    if (n == cap) {
+      void *a = realloc(results, 2 * cap * sizeof(*results)), *b;
+      if (a == NULL) goto nomem;
+      results = a;
+      if ((b = realloc(tokens, 2 * cap * sizeof(*tokens))) == NULL) goto nomem;
+      tokens = b;
+      cap *= 2;
+    }
+    tokens[n] = req->token;
     req->token = NULL;
-    n++;
+    req->endpoint = NULL;
     r = result_new(st, req);
     if (r == NULL) {
       request_free(req);
-      PyErr_WriteUnraisable(token);
-      Py_DECREF(token);
+      PyErr_WriteUnraisable(tokens[n]);
+    }
+    results[n++] = r;
+    if (ep == NULL) continue;
+    if (r == NULL || r->result == REQ_ERR_CANCELLED) {
+      Py_DECREF(ep);
       continue;
     }
-    ret = PyObject_CallMethodOneArg(token, st->str_switch, (PyObject *)r);
-    if (ret == NULL)
-      PyErr_WriteUnraisable(token);
-    else
-      Py_DECREF(ret);
-    Py_DECREF(r);
+    {
+      int batch = (req->flags & REQ_BATCH_STATS) && req->result == CURLE_OK && req->status < 400;
+      if (endpoint_record(ep, req, batch) == 0 && batch) {
+        r->recorded = 1;
+        if (!ep->dirty) {
+          if (dirty == NULL && (dirty = PyList_New(0)) == NULL) PyErr_WriteUnraisable(NULL);
+          if (dirty != NULL && PyList_Append(dirty, (PyObject *)ep) == 0) ep->dirty = 1;
+        }
+      }
+    }
+    Py_DECREF(ep);
+  }
+
+  /* Fold the batch into Locust's statistics. */
+  if (dirty != NULL) {
+    PyObject *ret = st->flush ? PyObject_CallOneArg(st->flush, dirty) : NULL;
+    if (ret == NULL) {
+      if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "locust-c: no statistics flush callback is set");
+      PyErr_WriteUnraisable(st->flush ? st->flush : Py_None);
+    }
+    Py_XDECREF(ret);
+    Py_DECREF(dirty);
+  }
+
+  /* Pass 2: resume the waiters. */
+  for (i = 0; i < n; i++) {
+    PyObject *token = tokens[i], *ret;
+    if (results[i] != NULL) {
+      ret = PyObject_CallMethodOneArg(token, st->str_switch, (PyObject *)results[i]);
+      if (ret == NULL)
+        PyErr_WriteUnraisable(token);
+      else
+        Py_DECREF(ret);
+      Py_DECREF(results[i]);
+    }
     Py_DECREF(token);
   }
-  return PyLong_FromLong(n);
+  free(results);
+  free(tokens);
+  return PyLong_FromSize_t(n);
+
+nomem:
+  /* Without memory for the batch, drop it whole rather than lose track of references. */
+  for (i = 0; i < n; i++) {
+    Py_XDECREF(results[i]);
+    Py_DECREF(tokens[i]);
+  }
+  for (; req; req = next) {
+    next = req->next;
+    Py_XDECREF((PyObject *)req->token);
+    Py_XDECREF((PyObject *)req->endpoint);
+    request_free(req);
+  }
+  free(results);
+  free(tokens);
+  Py_XDECREF(dirty);
+  return PyErr_NoMemory();
 }
 
 static PyObject *engine_py_stop(EngineObject *self, PyObject *unused) {
@@ -484,14 +879,14 @@ static int validate_header(PyObject *line_obj, const char *h, Py_ssize_t len) {
 }
 
 /*
- * submit(token, method, url, headers, body, flags) -> request id
+ * submit(token, method, url, headers, body, flags, endpoint) -> request id
  *
  * Copies the request into one allocation (strings, the curl_slist nodes, the body) and queues it. headers
  * is a tuple of str "Name: value" lines or None; body is a bytes-like object or None. The token is
  * resumed with token.switch(result) when the request finishes.
  */
 static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_ssize_t nargs) {
-  PyObject *token, *method_obj, *url_obj, *headers_obj, *body_obj;
+  PyObject *token, *method_obj, *url_obj, *headers_obj, *body_obj, *endpoint_obj;
   const char *method, *url;
   Py_ssize_t method_len, url_len, nheaders = 0, i, headers_len = 0;
   Py_buffer body = {0};
@@ -501,9 +896,17 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
   char *p;
   int rc;
 
-  if (nargs != 6) {
-    PyErr_Format(PyExc_TypeError, "submit() takes 6 arguments (%zd given)", nargs);
+  if (nargs != 7) {
+    PyErr_Format(PyExc_TypeError, "submit() takes 7 arguments (%zd given)", nargs);
     return NULL;
+  }
+  endpoint_obj = args[6];
+  if (endpoint_obj != Py_None) {
+    module_state_t *st = PyType_GetModuleState(Py_TYPE(self));
+    if (!PyObject_TypeCheck(endpoint_obj, st->endpoint_type)) {
+      PyErr_SetString(PyExc_TypeError, "endpoint must be an Endpoint or None");
+      return NULL;
+    }
   }
   if (client_check(self) < 0) return NULL;
   token = args[0];
@@ -583,11 +986,13 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
   req->client = self->client;
   req->id = next_request_id++;
   req->token = Py_NewRef(token);
+  req->endpoint = endpoint_obj == Py_None ? NULL : Py_NewRef(endpoint_obj);
   req->cmd.kind = CMD_SUBMIT;
   req->cmd.client = self->client;
   req->cmd.req = req;
   if ((rc = engine_send(self->engine->engine, &req->cmd)) != 0) {
     Py_DECREF(token);
+    Py_XDECREF((PyObject *)req->endpoint);
     free(req);
     return lc_raise(rc, "cannot submit the request");
   }
@@ -622,8 +1027,8 @@ static PyObject *client_get_closed(ClientObject *self, void *closure) { return P
 
 static PyMethodDef client_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))client_submit_py, METH_FASTCALL,
-     "submit(token, method, url, headers, body, flags) -> id\n\nQueue a request; token.switch(result) is "
-     "called from the hub when it finishes."},
+     "submit(token, method, url, headers, body, flags, endpoint) -> id\n\nQueue a request; "
+     "token.switch(result) is called from the hub when it finishes; endpoint (or None) records its statistics."},
     {"cancel", (PyCFunction)client_cancel_py, METH_O, "Cancel a request by id; its result still comes back."},
     {"close", (PyCFunction)client_close_py, METH_NOARGS, "Close this user's connections and cancel its requests."},
     {NULL},
@@ -685,7 +1090,19 @@ done:
   return out;
 }
 
+static PyObject *module_set_flush(PyObject *module, PyObject *callback) {
+  module_state_t *st = PyModule_GetState(module);
+  if (callback != Py_None && !PyCallable_Check(callback)) {
+    PyErr_SetString(PyExc_TypeError, "set_flush() takes a callable or None");
+    return NULL;
+  }
+  Py_XSETREF(st->flush, callback == Py_None ? NULL : Py_NewRef(callback));
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_flush", module_set_flush, METH_O,
+     "set_flush(callable) -- called with the list of Endpoints whose deltas wait, once per dispatched batch."},
     {"hist_percentiles", module_percentiles, METH_VARARGS,
      "hist_percentiles(values_us, percentiles) -> list of values from a 3-digit HDR histogram."},
     {NULL},
@@ -702,9 +1119,13 @@ static int module_exec(PyObject *m) {
   st->result_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &result_spec, NULL);
   st->engine_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &engine_spec, NULL);
   st->client_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &client_spec, NULL);
-  if (!st->result_type || !st->engine_type || !st->client_type) return -1;
+  st->histogram_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &histogram_spec, NULL);
+  st->endpoint_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &endpoint_spec, NULL);
+  if (!st->result_type || !st->engine_type || !st->client_type || !st->histogram_type || !st->endpoint_type)
+    return -1;
   if (PyModule_AddType(m, st->result_type) < 0 || PyModule_AddType(m, st->engine_type) < 0 ||
-      PyModule_AddType(m, st->client_type) < 0)
+      PyModule_AddType(m, st->client_type) < 0 || PyModule_AddType(m, st->histogram_type) < 0 ||
+      PyModule_AddType(m, st->endpoint_type) < 0)
     return -1;
   if ((st->str_switch = PyUnicode_InternFromString("switch")) == NULL) return -1;
 
@@ -715,6 +1136,8 @@ static int module_exec(PyObject *m) {
   if (PyModule_AddIntConstant(m, "FOLLOW_REDIRECTS", REQ_FOLLOW_REDIRECTS) < 0 ||
       PyModule_AddIntConstant(m, "HEAD", REQ_HEAD) < 0 || PyModule_AddIntConstant(m, "GET", REQ_GET) < 0 ||
       PyModule_AddIntConstant(m, "POST", REQ_POST) < 0 ||
+      PyModule_AddIntConstant(m, "BATCH_STATS", REQ_BATCH_STATS) < 0 ||
+      PyModule_AddIntConstant(m, "HIST_COUNTS", HIST_COUNTS) < 0 ||
       PyModule_AddIntConstant(m, "CANCELLED", REQ_ERR_CANCELLED) < 0)
     return -1;
   return 0;
@@ -725,6 +1148,9 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->engine_type);
   Py_VISIT(st->client_type);
   Py_VISIT(st->result_type);
+  Py_VISIT(st->histogram_type);
+  Py_VISIT(st->endpoint_type);
+  Py_VISIT(st->flush);
   return 0;
 }
 
@@ -733,6 +1159,9 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->engine_type);
   Py_CLEAR(st->client_type);
   Py_CLEAR(st->result_type);
+  Py_CLEAR(st->histogram_type);
+  Py_CLEAR(st->endpoint_type);
+  Py_CLEAR(st->flush);
   Py_CLEAR(st->str_switch);
   return 0;
 }

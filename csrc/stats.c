@@ -5,6 +5,7 @@
  */
 #include "locust_c.h"
 
+#include <math.h>
 #include <string.h>
 
 #define HIST_SUB_MASK ((uint64_t)HIST_SUB_COUNT - 1)
@@ -88,4 +89,61 @@ uint64_t hist_value_at_percentile(const hist_t *h, double percentile) {
     }
   }
   return h->max_us;
+}
+
+/* ---- Locust stats deltas ----------------------------------------------------------------------------- */
+
+void stats_delta_init(stats_delta_t *d) {
+  d->count = 0;
+  d->sum_ms = 0;
+  d->min_ms = INFINITY;
+  d->max_ms = 0;
+  d->content_length = 0;
+  d->last_time = 0;
+  d->nseconds = 0;
+  while (d->nbuckets > 0) d->buckets[d->used[--d->nbuckets]].count = 0;
+}
+
+/*
+ * locust.stats.bucket_response_time in C: round() to about two significant digits. Python's round() is
+ * round-half-even, as nearbyint() is in the default rounding mode; response times here are whole
+ * microseconds, so a tie is always exact in binary and both round it the same way.
+ */
+int64_t stats_locust_bucket(double ms) {
+  if (ms < 100) return (int64_t)nearbyint(ms);
+  if (ms < 1000) return (int64_t)nearbyint(ms / 10) * 10;
+  if (ms < 10000) return (int64_t)nearbyint(ms / 100) * 100;
+  return (int64_t)nearbyint(ms / 1000) * 1000;
+}
+
+/* Returns 0, or -1 when the delta is full and must be folded into Locust before it can take more. */
+int stats_delta_record(stats_delta_t *d, double ms, uint64_t content_length, double wall_time) {
+  const int max_seconds = (int)(sizeof(d->seconds) / sizeof(d->seconds[0]));
+  int64_t key = stats_locust_bucket(ms), second = (int64_t)wall_time;
+  size_t slot = (size_t)((uint64_t)key * 2654435761u) % DELTA_BUCKET_SLOTS;
+  int i;
+
+  for (i = 0; i < d->nseconds && d->seconds[i].second != second; i++) {
+  }
+  if (i == d->nseconds) {
+    if (d->nseconds == max_seconds) return -1;
+    d->seconds[i].second = second;
+    d->seconds[i].count = 0; /* a second left at zero by a full bucket table is skipped when folded */
+    d->nseconds++;
+  }
+  while (d->buckets[slot].count != 0 && d->buckets[slot].key != key) slot = (slot + 1) % DELTA_BUCKET_SLOTS;
+  if (d->buckets[slot].count == 0) {
+    if (d->nbuckets >= DELTA_BUCKET_SLOTS / 2) return -1;
+    d->buckets[slot].key = key;
+    d->used[d->nbuckets++] = (uint16_t)slot;
+  }
+  d->buckets[slot].count++;
+  d->seconds[i].count++;
+  d->count++;
+  d->sum_ms += ms;
+  if (ms < d->min_ms) d->min_ms = ms;
+  if (ms > d->max_ms) d->max_ms = ms;
+  d->content_length += content_length;
+  if (wall_time > d->last_time) d->last_time = wall_time;
+  return 0;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- clients ----------------------------------------------------------------------------------------- */
 
@@ -283,9 +284,10 @@ int xfer_start(xfer_t *x, request_t *req) {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
   } else {
-    if (req->body != NULL) {
+    if (req->body != NULL || (req->flags & REQ_POST)) {
+      /* A POST without a body still is a POST, with Content-Length: 0. */
       curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-      curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
     }
     int named = (req->flags & REQ_POST) || ((req->flags & REQ_GET) && req->body == NULL);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, named ? NULL : req->method);
@@ -318,6 +320,9 @@ void xfer_finish(xfer_t *x, CURLcode code) {
     if (xfer_start(x, req) == 0) return;
   }
 
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  req->done_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &req->status);
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total);
   curl_easy_getinfo(h, CURLINFO_REDIRECT_COUNT, &redirects);

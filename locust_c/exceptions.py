@@ -95,16 +95,17 @@ def error_for(result: int, os_errno: int, message: str | None) -> BaseException:
     if result in (CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY):
         return socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     if result in (CURLE_RECV_ERROR, CURLE_SEND_ERROR):
-        if os_errno == errno.ECONNRESET:
+        # libcurl keeps the errno of a failed send or receive only in its message.
+        if os_errno == errno.ECONNRESET or "Connection reset" in message:
             return _os_error(ConnectionResetError, errno.ECONNRESET)
-        if os_errno == errno.EPIPE:
+        if os_errno == errno.EPIPE or "Broken pipe" in message:
             return _os_error(BrokenPipeError, errno.EPIPE)
         return ConnectionError("connection failed while " + ("receiving" if result == CURLE_RECV_ERROR else "sending"))
     if result == CURLE_GOT_NOTHING:
         return ConnectionClosed("server closed the connection without sending a response")
     if result == CURLE_PARTIAL_FILE:
         return ConnectionClosed("server closed the connection before the whole body arrived")
-    if result == CURLE_WEIRD_SERVER_REPLY:
+    if result == CURLE_WEIRD_SERVER_REPLY or (result == CURLE_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message):
         return BadResponse("invalid HTTP response from server")
     if result == CURLE_TOO_MANY_REDIRECTS:
         return TooManyRedirects("too many redirects")

@@ -37,6 +37,7 @@ _ANY_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
 _FLAGS_BY_METHOD = {"GET": _engine.GET, "HEAD": _engine.HEAD, "POST": _engine.POST}
 _FOLLOW = _engine.FOLLOW_REDIRECTS
+_BATCH = _engine.BATCH_STATS
 _VERSION = "0.1.0"
 
 
@@ -448,9 +449,14 @@ class FastCSession:
         flags = _FLAGS_BY_METHOD.get(method, 0)
         if allow_redirects:
             flags |= _FOLLOW
+        stats_name = name or self.request_name or url
+        reporter = self._reporter
+        endpoint = reporter.endpoint(method, stats_name)
+        if endpoint is not None and not catch_response and reporter.batchable():
+            flags |= _BATCH
         start_time = time.time()
         waiter = Waiter()
-        request_id = client.submit(waiter, method, full_url, lines, body, flags)
+        request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint)
         self._handle.request_started()  # type: ignore[union-attr]
         try:
             result = waiter.get()
@@ -467,11 +473,11 @@ class FastCSession:
             error = BadStatusCode(full_url, result.status) if result.status >= 400 else None
             response = FastCResponse(result, method, full_url, lines, body, error)
 
-        stats_name = name or self.request_name or url
         if catch_response:
-            meta = self._reporter.meta(method, stats_name, result, response, error, start_time, full_url, context)
-            return ResponseContextManager(response, self._reporter, meta)
-        self._reporter.report(method, stats_name, result, response, error, start_time, full_url, context)
+            meta = reporter.meta(method, stats_name, result, response, error, start_time, full_url, context)
+            return ResponseContextManager(response, reporter, meta)
+        if not result.recorded:  # a batched success is in Locust's stats already
+            reporter.report(method, stats_name, result, response, error, start_time, full_url, context)
         return response
 
     def _prepare(self, headers: dict | None, auth: Any, data: Any, json: Any) -> tuple[tuple[str, ...], bytes | None]:

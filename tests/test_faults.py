@@ -1,0 +1,181 @@
+"""Network faults are recorded failures, bad input is an exception at the call site, nothing hangs."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import gevent
+import pytest
+from helpers import session
+
+from locust_c import _engine
+from locust_c.exceptions import BadResponse, ConnectionClosed, error_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connection_refused():
+    s, rec = session(f"http://127.0.0.1:{free_port()}")
+    try:
+        r = s.get("/")
+        assert r.status_code == 0 and r.content is None and not r.ok
+        assert isinstance(r.error, ConnectionRefusedError)
+        assert isinstance(rec.last["exception"], ConnectionRefusedError)
+        assert rec.last["response_length"] == 0
+        with pytest.raises(ConnectionRefusedError):
+            r.raise_for_status()
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/fault/reset", ConnectionResetError),
+        ("/fault/close-mid-body", ConnectionClosed),
+        ("/fault/garbage", BadResponse),
+        ("/fault/empty", ConnectionClosed),
+    ],
+)
+def test_server_faults_are_failures(testserver, path, expected):
+    s, rec = session(testserver.url)
+    try:
+        r = s.get(path)
+        assert r.status_code == 0
+        assert isinstance(r.error, expected), repr(r.error)
+        assert rec.last["exception"] is r.error
+        # The session goes on working after the fault.
+        assert s.get("/").status_code == 200
+    finally:
+        s.close()
+
+
+def test_read_timeout(testserver):
+    s, rec = session(testserver.url, network_timeout=0.3)
+    try:
+        r = s.get("/fault/never")
+        assert r.status_code == 0 and isinstance(r.error, TimeoutError)
+        assert str(r.error) == "timed out"
+        assert rec.last["response_time"] >= 250
+    finally:
+        s.close()
+
+
+def test_connect_timeout_maps_to_timeout_error():
+    error = error_for(28, 0, "Connection timed out after 1000 milliseconds")
+    assert isinstance(error, TimeoutError) and str(error) == "connect timed out"
+
+
+def test_error_mapping_of_other_curl_codes():
+    assert isinstance(error_for(6, 0, "Could not resolve host: nowhere"), socket.gaierror)
+    assert isinstance(error_for(60, 0, "SSL certificate problem"), ssl.SSLCertVerificationError)
+    assert isinstance(error_for(35, 0, "handshake failed"), ssl.SSLError)
+    assert isinstance(error_for(56, 104, "Recv failure"), ConnectionResetError)
+
+
+def test_retries_resend_after_connection_errors(testserver):
+    s, rec = session(testserver.url, max_retries=2)
+    try:
+        testserver.reset_stats()
+        r = s.get("/fault/reset")
+        assert isinstance(r.error, ConnectionResetError)
+        assert testserver.stats()["requests"] == 3
+        assert len(rec.calls) == 1  # one logical request in the stats
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "words"),
+    [
+        (lambda s: s.get("http://"), ValueError, "no host"),
+        (lambda s: s.get("ftp://example.com/"), ValueError, "scheme"),
+        (lambda s: s.request("GE T", "/"), ValueError, "method"),
+        (lambda s: s.request("", "/"), ValueError, "method"),
+        (lambda s: s.get("/a\r\nX-Injected: 1"), ValueError, "control"),
+        (lambda s: s.get("/", headers={"X-A": "1\r\nX-B: 2"}), ValueError, "CR, LF"),
+        (lambda s: s.get("/", headers={"Bad Name": "1"}), ValueError, "token"),
+        (lambda s: s.post("/", json={"s": {1, 2}}), TypeError, "JSON"),
+        (lambda s: s.post("/", data=object()), TypeError, "data"),
+        (lambda s: s.get("/", headers=[("a", "b")]), TypeError, "dict"),
+        (lambda s: s.get("/", timeout=3), TypeError, "timeout"),
+        (lambda s: s.get(b"/"), TypeError, "url"),
+    ],
+)
+def test_bad_input_raises_and_sends_nothing(testserver, call, exc, words):
+    s, rec = session(testserver.url)
+    try:
+        s.get("/")  # open the connection first, so a stray request would be counted
+        testserver.reset_stats()
+        with pytest.raises(exc, match=words):
+            call(s)
+        assert rec.calls[1:] == []
+        assert testserver.stats()["requests"] == 0
+    finally:
+        s.close()
+
+
+def test_bad_session_options_raise():
+    with pytest.raises(ValueError, match="network_timeout"):
+        session("http://127.0.0.1:1", network_timeout=0)
+    with pytest.raises(ValueError, match="concurrency"):
+        session("http://127.0.0.1:1", concurrency=0)
+    with pytest.raises(TypeError, match="unexpected"):
+        session("http://127.0.0.1:1", bogus=1)
+
+
+def test_killing_a_waiting_greenlet_cancels_its_request(testserver):
+    s, rec = session(testserver.url)
+    try:
+        s.get("/")
+        g = gevent.spawn(s.get, "/fault/never")
+        gevent.sleep(0.2)
+        assert testserver.stats()["open_requests"] == 1
+        g.kill()
+        assert g.dead
+        for _ in range(100):
+            if testserver.stats()["open_requests"] == 0:
+                break
+            gevent.sleep(0.02)
+        assert testserver.stats()["open_requests"] == 0  # the connection was closed under it
+        assert s.get("/").status_code == 200
+        assert len(rec.calls) == 2
+    finally:
+        s.close()
+
+
+def test_concurrency_limits_connections_per_user(testserver):
+    s, _ = session(testserver.url, concurrency=2)
+    try:
+        testserver.reset_stats()
+        greenlets = [gevent.spawn(s.get, "/delay/200") for _ in range(6)]
+        gevent.joinall(greenlets, raise_error=True)
+        assert all(g.value.status_code == 200 for g in greenlets)
+        stats = testserver.stats()
+        assert stats["peak_open_requests"] == 2
+        assert len({g.value.headers["x-connection-id"] for g in greenlets}) == 2
+    finally:
+        s.close()
+
+
+def test_engine_counters_settle():
+    s, _ = session(f"http://127.0.0.1:{free_port()}")
+    try:
+        s.get("/")
+        from locust_c import engine
+
+        counters = engine.handles()[0].engine.counters()
+        assert counters["in_flight"] == 0 and counters["completed"] >= 1
+    finally:
+        s.close()
+
+
+def test_histogram_percentiles_have_three_significant_digits():
+    values = list(range(1, 100_001))
+    p50, p99, p100 = _engine.hist_percentiles(values, [50, 99, 100])
+    assert abs(p50 - 50_000) <= 50 and abs(p99 - 99_000) <= 99 and p100 == 100_000
