@@ -158,6 +158,17 @@ def _setup(environment: Environment) -> GateState:
 
 
 @locust.events.init.add_listener
+def on_init_histograms(environment: Environment, **_kwargs: Any) -> None:
+    """Workers send their exact histograms with each report; the master merges them without loss."""
+    from . import stats
+
+    environment.events.report_to_master.add_listener(
+        lambda client_id, data, **kw: data.__setitem__("locust_c_hist", stats.worker_payload(environment)))
+    environment.events.worker_report.add_listener(
+        lambda client_id, data, **kw: stats.merge_worker_payload(environment, data.get("locust_c_hist") or ()))
+
+
+@locust.events.init.add_listener
 def on_init(environment: Environment, **_kwargs: Any) -> None:
     """Check the options before any load is sent; a bad one ends Locust with exit code 2."""
     if environment.parsed_options is None or isinstance(environment.runner, WorkerRunner):

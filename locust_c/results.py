@@ -58,19 +58,34 @@ def _stats(environment: Environment) -> RequestStats:
     return runner.stats if runner is not None else environment.stats
 
 
-def collect(environment: Environment, *, user_count: int | None = None, source: str = "locust") -> dict[str, Any]:
-    """The run's results as a ``locust-c-results/1`` dict, from the environment's statistics.
+def collect(environment: Environment, *, user_count: int | None = None, source: str | None = None) -> dict[str, Any]:
+    """The run's results as a ``locust-c-results/1`` dict.
 
-    ``user_count`` is the peak number of users (by default the runner's current or target count).
+    Counts come from Locust's statistics; percentiles, mean, min and max from locust-c's exact C histograms for
+    every FastCUser endpoint (``"source": "locust-c"``), or from Locust's rounded buckets when any endpoint was
+    measured by another user class (``"source": "locust"``). ``user_count`` is the peak number of users (by
+    default the runner's current or target count).
     """
     import locust
+
+    from .stats import snapshot
 
     stats = _stats(environment)
     runner = environment.runner
     if user_count is None and runner is not None:
         user_count = max(runner.user_count, getattr(runner, "target_user_count", 0) or 0)
     started = stats.start_time
-    entries = sorted(stats.entries.values(), key=lambda e: (e.name, e.method or ""))
+    snap = snapshot(environment)
+    rows = [row for row in snap["endpoints"] if row["num_requests"]]
+    exact = all(row["source"] == "locust-c" for row in rows) and snap["total"]["source"] == "locust-c"
+    if not exact:
+        # Mixed sources would make the rows disagree with each other: use Locust's numbers throughout.
+        entries = sorted(stats.entries.values(), key=lambda e: (e.name, e.method or ""))
+        endpoints = [entry_dict(e) for e in entries]
+        total = {**entry_dict(stats.total), "method": "", "name": "Aggregated"}
+    else:
+        endpoints = [{k: v for k, v in row.items() if k != "source"} for row in rows]
+        total = {k: v for k, v in snap["total"].items() if k != "source"}
     return {
         "format": FORMAT,
         "locust_c_version": _locust_c_version(),
@@ -79,9 +94,9 @@ def collect(environment: Environment, *, user_count: int | None = None, source: 
         "user_count": user_count,
         "start_time": dt.datetime.fromtimestamp(started, tz=dt.UTC).isoformat(timespec="seconds") if started else None,
         "run_time_s": round(time.time() - started, 3) if started else None,
-        "source": source,
-        "endpoints": [entry_dict(e) for e in entries],
-        "total": {**entry_dict(stats.total), "method": "", "name": "Aggregated"},
+        "source": source or ("locust-c" if exact else "locust"),
+        "endpoints": endpoints,
+        "total": total,
     }
 
 
