@@ -177,6 +177,7 @@ typedef struct {
   int http2;
   const char *proxy; /* "http://host:port" or NULL; copied */
   const char *user_agent; /* copied */
+  const char *ca_file;    /* CA bundle for verification, or NULL for the system's; copied */
 } client_options_t;
 
 struct client_s {
@@ -191,6 +192,7 @@ struct client_s {
   client_options_t opts;
   char *proxy;
   char *user_agent;
+  char *ca_file;
   int refs;       /* Python's object, the engine's registration, a queued close command */
   int registered; /* known to the engine thread (it has submitted through this client) */
 };

@@ -722,18 +722,18 @@ static PyType_Spec engine_spec = {
 
 static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
   static char *kwlist[] = {"engine",   "connect_timeout", "timeout", "max_redirects", "max_retries",
-                           "max_connections", "insecure", "http2", "proxy", "user_agent", NULL};
+                           "max_connections", "insecure", "http2", "proxy", "user_agent", "ca_file", NULL};
   PyObject *engine_obj;
   double connect_timeout = 60.0, timeout = 60.0;
   int max_redirects = 30, max_retries = 0, max_connections = 10, insecure = 1, http2 = 0;
-  const char *proxy = NULL, *user_agent = NULL;
+  const char *proxy = NULL, *user_agent = NULL, *ca_file = NULL;
   module_state_t *st = PyType_GetModuleState(type);
   client_options_t opts;
   ClientObject *self;
 
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|ddiiippzz:Client", kwlist, st->engine_type, &engine_obj,
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|ddiiippzzz:Client", kwlist, st->engine_type, &engine_obj,
                                    &connect_timeout, &timeout, &max_redirects, &max_retries, &max_connections,
-                                   &insecure, &http2, &proxy, &user_agent))
+                                   &insecure, &http2, &proxy, &user_agent, &ca_file))
     return NULL;
   if (connect_timeout <= 0 || timeout <= 0) {
     PyErr_SetString(PyExc_ValueError, "connect_timeout and timeout must be positive numbers of seconds");
@@ -754,6 +754,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
       .http2 = http2,
       .proxy = proxy,
       .user_agent = user_agent,
+      .ca_file = ca_file,
   };
   self = (ClientObject *)type->tp_alloc(type, 0);
   if (self == NULL) return NULL;
@@ -1041,7 +1042,7 @@ static PyGetSetDef client_getset[] = {
 
 static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(engine, connect_timeout=60.0, timeout=60.0, max_redirects=30, max_retries=0, "
-                "max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None)\n--\n\n"
+                "max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, ca_file=None)\n--\n\n"
                 "One simulated user's keep-alive connections and cookie jar."},
     {Py_tp_new, client_new},
     {Py_tp_dealloc, client_dealloc},

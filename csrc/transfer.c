@@ -20,12 +20,15 @@ client_t *client_create(engine_t *e, const client_options_t *opts) {
   if (c->opts.max_connections < 1) c->opts.max_connections = 1;
   if (opts->proxy && (c->proxy = strdup(opts->proxy)) == NULL) goto fail;
   if (opts->user_agent && (c->user_agent = strdup(opts->user_agent)) == NULL) goto fail;
+  if (opts->ca_file && (c->ca_file = strdup(opts->ca_file)) == NULL) goto fail;
   c->opts.proxy = c->proxy;
   c->opts.user_agent = c->user_agent;
+  c->opts.ca_file = c->ca_file;
   c->refs = 1;
   return c;
 fail:
   free(c->proxy);
+  free(c->user_agent);
   free(c);
   return NULL;
 }
@@ -36,6 +39,7 @@ void client_unref(client_t *c) {
   if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
   free(c->proxy);
   free(c->user_agent);
+  free(c->ca_file);
   free(c);
 }
 
@@ -251,8 +255,12 @@ xfer_t *xfer_create(client_t *c) {
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
   if (o->proxy) curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
+  if (o->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
   if (o->user_agent) curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
-  if (o->http2) curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+  if (o->http2)
+    curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L); /* wait to multiplex on a connection rather than open another */
+  else
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1); /* libcurl would offer h2 over TLS */
   return x;
 }
 

@@ -9,6 +9,7 @@ in the engine thread, from the start of the transfer to its last byte.
 from __future__ import annotations
 
 import json as _json
+import os
 import re
 import time
 from base64 import b64encode
@@ -362,6 +363,8 @@ class FastCSession:
             "insecure": bool(insecure),
             "http2": bool(http2),
             "proxy": f"http://{proxy_host}:{proxy_port}" if proxy_host else None,
+            # Verification uses the system's CAs, or SSL_CERT_FILE as Python's ssl module (and so FastHttpUser) does.
+            "ca_file": None if insecure else os.environ.get("SSL_CERT_FILE") or None,
         }
         self._client: Any = None
         self._handle: _engines.EngineHandle | None = None
