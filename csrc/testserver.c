@@ -17,6 +17,8 @@
  *     requests wait in its input buffer.
  *   - Closing is graceful (shutdown, then wait a little for the client's FIN) so that a response written just
  *     before the close is never destroyed by a reset, except for /fault/reset which resets on purpose.
+ *
+ * The routes are listed in the docstring of locust_c/testserver.py and dispatched in conn_dispatch().
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -1084,7 +1086,7 @@ static size_t conn_process(conn_t *c, char *p, size_t *len) {
         break;
       }
       if (rc == 0) {
-        if (parsed_now && s->req.expect_continue)
+        if (parsed_now && s->req.expect_continue && s->req.minor == 1)
           BUF_LIT(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
         break;
       }
@@ -1093,7 +1095,7 @@ static size_t conn_process(conn_t *c, char *p, size_t *len) {
     } else {
       if (n - c->head_len < c->content_length) {
         /* The client waits for this before it sends a large body (libcurl does for bodies over 1 MiB). */
-        if (parsed_now && s->req.expect_continue)
+        if (parsed_now && s->req.expect_continue && s->req.minor == 1)
           BUF_LIT(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
         break;
       }

@@ -10,9 +10,34 @@ or from Python, in a subprocess that is always cleaned up::
         ...  # aim a load test at server.url
         print(server.stats()["requests"])
 
-The server itself (``locust_c._testserver``, csrc/testserver.c) is a single-threaded libuv loop. Its routes are
-described in csrc/testserver.c and in the project README; ``/__stats`` reports request and connection counters
-and ``/__stats/reset`` zeroes them.
+The server itself (``locust_c._testserver``, csrc/testserver.c) is a single-threaded libuv loop that answers
+HTTP/1.1 with keep-alive and pipelining. Every response carries ``X-Connection-Id``, a number unique to the TCP
+connection. Routes (any method; HEAD gets the headers only):
+
+==============================  ==========================================================================
+``/``                           200 "ok"
+``/delay/<ms>``                 200 "ok" after <ms> milliseconds
+``/status/<code>``              that status (200..599)
+``/bytes/<n>``                  n bytes of "x" (up to 64 MiB), application/octet-stream
+``/echo``, ``/echo/<any>``      JSON: method, path, query, headers, cookies, body, body_length, connection_id
+``/redirect/<n>``               302 to /redirect/<n-1>; /redirect/0 is 200 "redirected"
+``/absolute-redirect/<n>``      the same with an absolute http://host:port Location
+``/cookies/set?a=1&b=2``        one ``Set-Cookie: name=value; Path=/`` per pair
+``/cookies``                    JSON of the cookies received
+``/basic-auth/<user>/<pass>``   200 with the right Basic credentials, else 401 with WWW-Authenticate
+``/chunked/<n>``                n chunks "chunk<i>\\n" with Transfer-Encoding: chunked
+``/json``                       {"ok": true, "items": [1, 2, 3]}
+``/headers/<name>/<value>``     200 with that response header (value percent-decoded)
+``/fault/reset``                the connection is reset (RST), no answer
+``/fault/close-mid-body``       Content-Length: 1000, 10 bytes, then close
+``/fault/never``                no answer, ever; the connection stays open until the client closes it
+``/fault/garbage``              "GARBAGE NOT HTTP\\r\\n\\r\\n", then close
+``/fault/empty``                close without a byte
+``/__stats``                    JSON counters (see ``TestServer.stats()``); not counted themselves
+``/__stats/reset``              zero the counters; peaks restart from the current values
+==============================  ==========================================================================
+
+Malformed requests get 400 and a close; a header block over 64 KiB gets 431, a body over 16 MiB 413.
 """
 
 from __future__ import annotations
@@ -57,7 +82,21 @@ def _format_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(host: str = "127.0.0.1", port: int = 0) -> None:
+def _exit_on_stdin_eof() -> None:
+    """SIGTERM this process once standard input reaches EOF.
+
+    TestServer gives the server a pipe as stdin and never writes to it: EOF means the parent is gone, even if
+    it was killed without a chance to stop the server, and the server then stops cleanly instead of lingering.
+    """
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        return
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, exit_on_stdin_eof: bool = False) -> None:
     """Run the server in this thread until SIGINT or SIGTERM, printing the ready line once it is bound."""
     from locust_c._testserver import serve as c_serve
 
@@ -76,7 +115,10 @@ def serve(host: str = "127.0.0.1", port: int = 0) -> None:
         finally:
             os.close(read_fd)
 
-    _native_start_new_thread()(announce, ())
+    start_new_thread = _native_start_new_thread()
+    start_new_thread(announce, ())
+    if exit_on_stdin_eof:
+        start_new_thread(_exit_on_stdin_eof, ())
     try:
         c_serve(host, port, write_fd)
     finally:
@@ -88,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m locust_c.testserver", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default: 0)")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true",
+                        help="stop when standard input is closed (TestServer uses it so the server dies with it)")
     args = parser.parse_args(argv)
     try:
-        serve(args.host, args.port)
+        serve(args.host, args.port, args.exit_on_stdin_eof)
     except OSError as exc:
         print(f"locust-c test server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -137,8 +181,9 @@ def _terminate(proc: subprocess.Popen[bytes]) -> int:
             proc.wait()
         except ProcessLookupError:
             pass
-    if proc.stdout is not None:
-        proc.stdout.close()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
     return proc.wait()
 
 
@@ -178,7 +223,8 @@ class TestServer:
         """Start the server and wait until it accepts connections; returns self."""
         if self._proc is not None:
             raise RuntimeError("TestServer already started")
-        cmd = [sys.executable, "-m", "locust_c.testserver", "--host", self.host, "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "locust_c.testserver", "--host", self.host, "--port", str(self.port),
+               "--exit-on-stdin-eof"]
         taskset = shutil.which("taskset") if self.cpu is not None else None
         if taskset is not None:
             cmd = [taskset, "-c", str(self.cpu), *cmd]
@@ -186,7 +232,9 @@ class TestServer:
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+        # stdin is a pipe that is never written: the server stops by itself when it closes (see
+        # _exit_on_stdin_eof), so even a SIGKILLed test run leaves no server behind.
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self._proc = proc
         self._finalizer = weakref.finalize(self, _terminate, proc)
         try:

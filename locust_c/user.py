@@ -8,6 +8,7 @@ from locust.exception import StopTest
 from locust.user import User
 from locust.user.users import RestMixin
 
+from . import plugin  # noqa: F401  (locust-c options and listeners, wherever FastCUser is used)
 from .session import FastCSession
 
 

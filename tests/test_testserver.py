@@ -783,3 +783,37 @@ def test_command_line_reports_a_port_in_use(testserver):
     assert proc.returncode == 1
     assert "cannot listen on 127.0.0.1" in proc.stderr and "in use" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_server_dies_with_a_killed_parent():
+    """A test run killed outright (no stop(), no atexit) must not leave its server behind."""
+    script = (
+        "import importlib.util, sys, time\n"
+        f"spec = importlib.util.spec_from_file_location('ts', {str(PACKAGE_ROOT / 'locust_c' / 'testserver.py')!r})\n"
+        "ts = importlib.util.module_from_spec(spec); spec.loader.exec_module(ts)\n"
+        "server = ts.TestServer().start()\n"
+        "print(server.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        os.kill(server_pid, 0)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(server_pid, signal.SIGKILL)
+            pytest.fail("the server outlived its killed parent")
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
