@@ -150,22 +150,34 @@ static void engine_check_done(engine_t *e) {
 /* ---- completions ------------------------------------------------------------------------------------- */
 
 /*
- * Queues a finished request for Python. The eventfd is written only when the queue goes from empty to
- * non-empty: Python drains the whole queue on each wake-up, so one signal per batch is enough.
+ * Queues a finished request for Python. Completions are gathered per loop phase (one epoll_wait usually
+ * finishes many transfers) and handed over with one lock and at most one eventfd write: Python drains the
+ * whole queue on each wake-up, so one signal per batch is enough. A prepare handle publishes what the timer
+ * phase finished (it runs before the loop blocks in epoll_wait), a check handle what the I/O phase finished.
  */
 void engine_complete(engine_t *e, request_t *req) {
-  int was_empty;
   req->next = NULL;
   e->in_flight--;
   e->counters.completed++;
+  if (e->batch_tail)
+    e->batch_tail->next = req;
+  else
+    e->batch_head = req;
+  e->batch_tail = req;
+}
+
+static void engine_publish(engine_t *e) {
+  int was_empty;
+  if (e->batch_head == NULL) return;
   pthread_mutex_lock(&e->lock);
   was_empty = e->done_head == NULL;
   if (e->done_tail)
-    e->done_tail->next = req;
+    e->done_tail->next = e->batch_head;
   else
-    e->done_head = req;
-  e->done_tail = req;
+    e->done_head = e->batch_head;
+  e->done_tail = e->batch_tail;
   pthread_mutex_unlock(&e->lock);
+  e->batch_head = e->batch_tail = NULL;
   if (was_empty) {
     uint64_t one = 1;
     ssize_t n;
@@ -173,6 +185,10 @@ void engine_complete(engine_t *e, request_t *req) {
     while (n < 0 && errno == EINTR);
   }
 }
+
+static void engine_flush_timers_cb(uv_prepare_t *prepare) { engine_publish(prepare->data); }
+
+static void engine_flush_io_cb(uv_check_t *check) { engine_publish(check->data); }
 
 request_t *engine_drain(engine_t *e) {
   uint64_t value;
@@ -214,6 +230,13 @@ static void engine_close_walk_cb(uv_handle_t *handle, void *arg) {
 
 static void engine_shutdown(engine_t *e) {
   while (e->clients) client_close(e->clients);
+  engine_publish(e);
+  while (e->idle) {
+    xfer_t *x = e->idle;
+    e->idle = x->next;
+    xfer_destroy(x);
+  }
+  e->nidle = 0;
   curl_multi_cleanup(e->multi);
   e->multi = NULL;
   /* Whatever handles are left (our async and timer, any poll still open) close now; the loop then ends. */
@@ -268,6 +291,15 @@ int engine_init(engine_t *e) {
   e->wakeup.data = e;
   uv_timer_init(&e->loop, &e->timeout);
   e->timeout.data = e;
+  /* Neither may keep the loop alive on its own. */
+  uv_prepare_init(&e->loop, &e->flush_timers);
+  e->flush_timers.data = e;
+  uv_prepare_start(&e->flush_timers, engine_flush_timers_cb);
+  uv_unref((uv_handle_t *)&e->flush_timers);
+  uv_check_init(&e->loop, &e->flush_io);
+  e->flush_io.data = e;
+  uv_check_start(&e->flush_io, engine_flush_io_cb);
+  uv_unref((uv_handle_t *)&e->flush_io);
 
   e->multi = curl_multi_init();
   if (e->multi == NULL) {
@@ -294,6 +326,7 @@ fail_fd:
 static void *engine_thread_main(void *arg) {
   engine_t *e = arg;
   uv_run(&e->loop, UV_RUN_DEFAULT);
+  engine_publish(e);
   return NULL;
 }
 

@@ -120,6 +120,10 @@ enum {
 /* Error categories that are not libcurl's: a request cancelled by its user or by the engine stopping. */
 #define REQ_ERR_CANCELLED (-1)
 
+/* Easy handles kept between transfers per engine; more are freed. Their number follows the requests in
+ * flight, not the users, so that 10,000 idle users do not each hold libcurl's buffers. */
+#define ENGINE_IDLE_HANDLES 256
+
 typedef struct client_s client_t;
 typedef struct engine_s engine_t;
 typedef struct xfer_s xfer_t;
@@ -184,11 +188,10 @@ struct client_s {
   engine_t *engine;
   client_t *prev, *next; /* engine's list, engine thread only */
   CURLSH *share;         /* this user's connection cache and cookie jar */
-  xfer_t *idle;          /* reusable easy handles */
   xfer_t *active;        /* transfers in the multi */
   request_t *waiting_head, *waiting_tail; /* over max_connections */
   int nactive;
-  int nidle;
+  uint64_t serial;       /* unique per client: tells a pooled easy handle whether it is set up for us */
   client_options_t opts;
   char *proxy;
   char *user_agent;
@@ -202,12 +205,14 @@ struct client_s {
 struct xfer_s {
   xfer_t *prev, *next;
   CURL *easy;
-  client_t *client;
+  client_t *client;        /* while a transfer runs */
+  uint64_t client_serial;  /* the client whose options the handle carries */
+  const char *default_ca;  /* libcurl's built-in CA bundle path (setting NULL would disable it) */
   request_t *req;
   char errbuf[CURL_ERROR_SIZE];
 };
 
-xfer_t *xfer_create(client_t *client);
+xfer_t *xfer_create(void);
 int xfer_start(xfer_t *x, request_t *req);
 void xfer_finish(xfer_t *x, CURLcode code);
 void xfer_destroy(xfer_t *x);
@@ -236,7 +241,13 @@ struct engine_s {
   int stopping;
 
   /* Engine thread only. */
+  uv_prepare_t flush_timers;          /* hands completions to Python in one go: those of the timer phase */
+  uv_check_t flush_io;                /* and those of the I/O phase */
+  request_t *batch_head, *batch_tail; /* completions of the current loop iteration */
   client_t *clients;
+  xfer_t *idle; /* easy handles between transfers, shared by every client of the engine */
+  int nidle;
+  int destroyed_since_trim;
   uint64_t in_flight;
   engine_counters_t counters;
 };

@@ -6,6 +6,7 @@
 #include "locust_c.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,10 @@ client_t *client_create(engine_t *e, const client_options_t *opts) {
   c->opts.user_agent = c->user_agent;
   c->opts.ca_file = c->ca_file;
   c->refs = 1;
+  {
+    static uint64_t next_serial = 1;
+    c->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
+  }
   return c;
 fail:
   free(c->proxy);
@@ -71,15 +76,17 @@ static void client_fail(client_t *c, request_t *req, int code, const char *messa
 }
 
 static void client_start(client_t *c, request_t *req) {
-  xfer_t *x = c->idle;
+  engine_t *e = c->engine;
+  xfer_t *x = e->idle;
   int rc;
   if (x != NULL) {
-    c->idle = x->next;
-    c->nidle--;
-  } else if ((x = xfer_create(c)) == NULL) {
+    e->idle = x->next;
+    e->nidle--;
+  } else if ((x = xfer_create()) == NULL) {
     client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a transfer");
     return;
   }
+  x->client = c;
   x->prev = NULL;
   x->next = c->active;
   if (c->active) c->active->prev = x;
@@ -124,16 +131,30 @@ static void client_unlink_active(client_t *c, xfer_t *x) {
   c->nactive--;
 }
 
-/* Keeps the handle (and with it libcurl's buffers) for the next request, up to one per connection. */
+/*
+ * Returns the handle to the engine's pool. It leaves the user's share first: the connection went back to the
+ * share's cache when the transfer ended, and a pooled handle must not keep a closed user's share busy.
+ */
 static void client_recycle(client_t *c, xfer_t *x) {
+  engine_t *e = c->engine;
   client_unlink_active(c, x);
   x->req = NULL;
-  if (c->registered && c->nidle < c->opts.max_connections) {
-    x->next = c->idle;
-    c->idle = x;
-    c->nidle++;
-  } else {
-    xfer_destroy(x);
+  x->client = NULL;
+  curl_easy_setopt(x->easy, CURLOPT_SHARE, NULL);
+  if (e->nidle < ENGINE_IDLE_HANDLES) {
+    x->next = e->idle;
+    e->idle = x;
+    e->nidle++;
+    return;
+  }
+  xfer_destroy(x);
+  /*
+   * After a burst (thousands of users starting at once) the handles beyond the pool are freed, but malloc
+   * keeps their buffers in its free lists: give the memory back to the system now and then.
+   */
+  if (++e->destroyed_since_trim >= ENGINE_IDLE_HANDLES) {
+    e->destroyed_since_trim = 0;
+    malloc_trim(0);
   }
 }
 
@@ -177,7 +198,7 @@ void client_close(client_t *c) {
     xfer_t *x = c->active;
     req = x->req;
     curl_multi_remove_handle(e->multi, x->easy);
-    client_recycle(c, x); /* not registered any more: destroyed */
+    client_recycle(c, x);
     client_fail(c, req, REQ_ERR_CANCELLED, "request cancelled: user stopped");
   }
   while ((req = c->waiting_head) != NULL) {
@@ -185,13 +206,7 @@ void client_close(client_t *c) {
     client_fail(c, req, REQ_ERR_CANCELLED, "request cancelled: user stopped");
   }
   c->waiting_tail = NULL;
-  while (c->idle) {
-    xfer_t *x = c->idle;
-    c->idle = x->next;
-    xfer_destroy(x);
-  }
-  c->nidle = 0;
-  /* With every easy handle gone, the share can close the user's keep-alive connections. */
+  /* With no easy handle attached any more, the share can close the user's keep-alive connections. */
   curl_share_cleanup(c->share);
   c->share = NULL;
   if (c->prev)
@@ -224,12 +239,10 @@ static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
 
 /* ---- transfers --------------------------------------------------------------------------------------- */
 
-/* Options that stay for the life of the handle; xfer_start sets the ones that change per request. */
-xfer_t *xfer_create(client_t *c) {
+/* Options that are the same for every transfer of every client. */
+xfer_t *xfer_create(void) {
   xfer_t *x = calloc(1, sizeof(*x));
-  const client_options_t *o = &c->opts;
   if (x == NULL) return NULL;
-  x->client = c;
   x->easy = curl_easy_init();
   if (x->easy == NULL) {
     free(x);
@@ -237,8 +250,8 @@ xfer_t *xfer_create(client_t *c) {
   }
   CURL *h = x->easy;
   curl_easy_setopt(h, CURLOPT_PRIVATE, x);
-  curl_easy_setopt(h, CURLOPT_SHARE, c->share);
-  curl_easy_setopt(h, CURLOPT_COOKIEFILE, ""); /* enable the cookie engine, in memory only */
+  /* Turn the cookie engine on (an empty file name loads nothing); the cookies live in each user's share. */
+  curl_easy_setopt(h, CURLOPT_COOKIEFILE, "");
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
@@ -249,19 +262,30 @@ xfer_t *xfer_create(client_t *c) {
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip, deflate, br");
+  curl_easy_getinfo(h, CURLINFO_CAINFO, (char **)&x->default_ca);
+  /* LOCUST_C_CURL_VERBOSE=1 prints libcurl's own trace of every transfer on stderr, for debugging. */
+  if (getenv("LOCUST_C_CURL_VERBOSE") != NULL) curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+  return x;
+}
+
+/* The client's own options; skipped when the handle last ran for the same client. */
+static void xfer_configure(xfer_t *x, client_t *c) {
+  const client_options_t *o = &c->opts;
+  CURL *h = x->easy;
+  if (x->client_serial == c->serial) return;
+  x->client_serial = c->serial;
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, o->timeout_ms);
   curl_easy_setopt(h, CURLOPT_MAXREDIRS, o->max_redirects);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
-  if (o->proxy) curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
-  if (o->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
-  if (o->user_agent) curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
-  if (o->http2)
-    curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L); /* wait to multiplex on a connection rather than open another */
-  else
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1); /* libcurl would offer h2 over TLS */
-  return x;
+  curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
+  curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file ? o->ca_file : x->default_ca);
+  /* Without http2, HTTP/1.1 as FastHttpUser speaks: libcurl would otherwise offer h2 over TLS. With it, wait
+   * for a connection to multiplex on rather than open another. */
+  curl_easy_setopt(h, CURLOPT_PIPEWAIT, o->http2 ? 1L : 0L);
+  if (!o->http2) curl_easy_setopt(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
 }
 
 void xfer_destroy(xfer_t *x) {
@@ -274,6 +298,8 @@ int xfer_start(xfer_t *x, request_t *req) {
   engine_t *e = x->client->engine;
   x->req = req;
   x->errbuf[0] = '\0';
+  xfer_configure(x, x->client);
+  curl_easy_setopt(h, CURLOPT_SHARE, x->client->share);
 
   curl_easy_setopt(h, CURLOPT_URL, req->url);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->headers);
