@@ -156,3 +156,59 @@ def test_many_users_wait_at_once_without_blocking_the_hub(testserver, users):
     finally:
         for s in sessions:
             s.close()
+
+
+def test_users_stopped_mid_request_by_a_shape_and_at_exit(testserver, tmp_path):
+    """Requests that never answer are cancelled when users stop; Locust exits cleanly, without a traceback."""
+    before = testserver.stats()["connections_open"]
+    proc = locust("-f", str(LOCUSTFILES / "hang.py"), "--headless", "--host", testserver.url, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    import time
+
+    for _ in range(100):  # the stopped users' connections were closed, not left hanging
+        if testserver.stats()["connections_open"] <= before:
+            break
+        time.sleep(0.05)
+    assert testserver.stats()["connections_open"] <= before
+
+
+def test_web_ui_runs_and_stops_fastcusers(testserver):
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / "simple.py"), "--web-host", "127.0.0.1",
+         "--web-port", str(port), "--autostart", "-u", "3", "-r", "3", "--host", testserver.url],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        stats: dict = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/stats/requests", timeout=2) as r:
+                    stats = json.loads(r.read())
+                if stats.get("stats") and stats["stats"][-1]["num_requests"] > 20:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        total = stats["stats"][-1]
+        assert total["name"] == "Aggregated" and total["num_requests"] > 20 and total["num_failures"] == 0
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/stop", data=b"", method="POST"), timeout=5) as r:
+            assert json.loads(r.read())["success"]
+        state = None
+        for _ in range(100):
+            with urllib.request.urlopen(f"{base}/stats/requests", timeout=5) as r:
+                state = json.loads(r.read())["state"]
+            if state == "stopped":
+                break
+            time.sleep(0.1)
+        assert state == "stopped"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err[-3000:]
