@@ -91,6 +91,11 @@ class FastCResponse:
     encoding: str | None = None
     """Set it before reading ``text`` to override the charset the headers give."""
 
+    # Parsed on first use; class-level defaults keep the per-request constructor short.
+    _headers: CaseInsensitiveDict | None = None
+    _reason: str | None = None
+    _request: FastCRequest | None = None
+
     def __init__(self, result: Any, method: str, url: str, lines: tuple[str, ...] | None, body: bytes | None,
                  error: BaseException | None) -> None:
         self._result = result
@@ -98,9 +103,6 @@ class FastCResponse:
         self._url = url
         self._lines = lines
         self._body = body
-        self._headers: CaseInsensitiveDict | None = None
-        self._reason: str | None = None
-        self._request: FastCRequest | None = None
         self.status_code: int = result.status if result is not None else 0
         self.error: BaseException | None = error
 
@@ -460,7 +462,10 @@ class FastCSession:
         start_time = time.time()
         waiter = Waiter()
         request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint)
-        self._handle.request_started()  # type: ignore[union-attr]
+        handle = self._handle
+        if not handle.pending:  # EngineHandle.request_started(), inlined: this is the hot path
+            handle.watcher.ref = True
+        handle.pending += 1
         try:
             result = waiter.get()
         except BaseException:
