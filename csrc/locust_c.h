@@ -233,6 +233,7 @@ struct engine_s {
   CURLM *multi;
   pthread_t thread;
   int started;
+  int priority_boost; /* nice levels above the process for the engine thread (0: none) */
   int event_fd; /* readable while completions are queued */
 
   pthread_mutex_t lock; /* guards the two queues below and counters */

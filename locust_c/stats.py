@@ -44,7 +44,15 @@ class StatsBridge:
     def __init__(self, stats: RequestStats) -> None:
         self.stats = stats
         self.endpoints: dict[tuple[str, str], Any] = {}
-        self._epoch = stats.total.start_time
+        # Locust resets its tables in place (web UI, --reset-stats): reset the histograms at the same moment.
+        original_reset = stats.reset_all
+
+        def reset_all() -> None:
+            original_reset()
+            for ep in self.endpoints.values():
+                ep.hist.reset()
+
+        stats.reset_all = reset_all  # type: ignore[method-assign]
 
     @classmethod
     def of(cls, stats: RequestStats) -> StatsBridge:
@@ -60,13 +68,6 @@ class StatsBridge:
         if ep is None:
             ep = self.endpoints[key] = _engine.Endpoint(method, name, self)
         return ep
-
-    def check_reset(self) -> None:
-        """Locust reset its stats (web UI, --reset-stats): start the histograms again too."""
-        if self.stats.total.start_time != self._epoch:
-            self._epoch = self.stats.total.start_time
-            for ep in self.endpoints.values():
-                ep.hist.reset()
 
     def fold(self, ep: Any, delta: tuple) -> None:
         """Add one endpoint's batch of successes to its Locust entry and to the total, as StatsEntry.log would."""
@@ -102,9 +103,7 @@ def flush(dirty: list) -> None:
     for ep in dirty:
         delta = ep.take()
         if delta is not None:
-            bridge = ep.target
-            bridge.check_reset()
-            bridge.fold(ep, delta)
+            ep.target.fold(ep, delta)
 
 
 _engine.set_flush(flush)
@@ -213,7 +212,6 @@ def snapshot(environment: Environment) -> dict[str, Any]:
     """
     stats = environment.runner.stats if environment.runner is not None else environment.stats
     bridge = StatsBridge.of(stats)
-    bridge.check_reset()
     start = stats.total.start_time
     end = stats.total.last_request_timestamp or time.time()
     duration = max(end - start, 1e-9)
@@ -247,6 +245,5 @@ def merge_worker_payload(environment: Environment, payload: list) -> None:
     """Add a worker's histogram counts to the master's."""
     stats = environment.runner.stats if environment.runner is not None else environment.stats
     bridge = StatsBridge.of(stats)
-    bridge.check_reset()
     for method, name, sparse in payload:
         bridge.endpoint(method, name).hist.add_sparse(tuple(sparse))

@@ -172,3 +172,16 @@ def test_master_with_two_workers_reports_their_sum(testserver, tmp_path):
     assert data["source"] == "locust-c"  # the workers' histograms reached the master whole
     assert data["total"]["num_requests"] == sum(final.values()) > 0
     assert {r["name"]: r["num_requests"] for r in data["endpoints"]} == final
+
+
+def test_histograms_reset_with_locusts_stats(env):
+    user = make_user(env)
+    for _ in range(5):
+        user.client.get("/delay/30", name="r")
+    env.stats.reset_all()  # what the web UI's reset and --reset-stats do
+    for _ in range(3):
+        user.client.get("/", name="r")
+    row = next(r for r in snapshot(env)["endpoints"] if r["name"] == "r")
+    assert row["num_requests"] == 3 and row["source"] == "locust-c"
+    assert row["max_ms"] < 30  # the slow requests before the reset are gone from the histogram too
+    user.client.close()
