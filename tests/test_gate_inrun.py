@@ -223,3 +223,50 @@ def test_only_the_master_gates_a_distributed_run(tmp_path: Path, locustfile: Pat
 def test_recorded_data_is_what_a_run_writes() -> None:
     """tests/data/shop.json was recorded by such a run; it must stay loadable by the current code."""
     assert load_run(str(DATA / "shop.json")).total.num_requests > 0
+
+
+FASTC_LOCUSTFILE = """
+from locust import constant, task
+
+from locust_c import FastCUser
+
+
+class Shopper(FastCUser):
+    wait_time = constant(0.01)
+
+    @task(3)
+    def fast(self):
+        self.client.get("/", name="/fast")
+
+    @task
+    def slow(self):
+        self.client.get("/delay/60", name="/slow")
+"""
+
+# /slow takes 60 ms: a 30 ms p95 budget is breached and a 500 ms one is not; /fast always passes.
+FASTC_SLA = """
+endpoints:
+  "GET /fast":
+    p99_ms: 500
+    error_rate: 0
+  "GET /slow":
+    p95_ms: {slow_p95}
+"""
+
+
+@pytest.mark.parametrize(("slow_p95", "code", "verdict"), [(30, 1, "FAIL"), (500, 0, "PASS")])
+def test_fastcuser_run_is_gated_on_exact_percentiles(tmp_path: Path, testserver, slow_p95, code, verdict) -> None:
+    locustfile = tmp_path / "fastc.py"
+    locustfile.write_text(FASTC_LOCUSTFILE)
+    sla = tmp_path / "slas.yml"
+    sla.write_text(FASTC_SLA.format(slow_p95=slow_p95))
+    results = tmp_path / "results.json"
+    run = run_locust(locustfile, "--host", testserver.url, *LOAD, "--sla-file", str(sla),
+                     "--results-json", str(results))
+    assert run.returncode == code, run.stderr[-3000:]
+    slow_row = next(line for line in run.stdout.splitlines() if "GET /slow" in line and "p95_ms" in line)
+    assert verdict in slow_row
+    data = json.loads(results.read_text())
+    assert data["source"] == "locust-c"
+    slow = next(e for e in data["endpoints"] if e["name"] == "/slow")
+    assert 60 <= slow["p95_ms"] < 200
