@@ -263,3 +263,24 @@ def test_iter_content_and_text_encoding(client):
     assert [len(c) for c in chunks] == [1000, 1000, 500]
     r.encoding = "latin1"
     assert r.text == "x" * 2500
+
+
+def test_requests_go_through_the_proxy(testserver):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proxy = subprocess.Popen([sys.executable, str(Path(__file__).parent / "servers" / "proxy.py")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline())
+        s, _ = session(testserver.url, proxy_host="127.0.0.1", proxy_port=port)
+        try:
+            r = s.post("/echo", json={"via": "proxy"})
+            assert r.status_code == 200 and r.headers["x-proxied-by"] == "test-proxy"
+            assert json.loads(r.json()["body"]) == {"via": "proxy"}
+        finally:
+            s.close()
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
