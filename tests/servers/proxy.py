@@ -1,7 +1,6 @@
 """A minimal forward HTTP proxy for the proxy_host/proxy_port test: it marks each answer it relays."""
 
 import http.client
-import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
