@@ -1,0 +1,33 @@
+"""The benchmark's FastCUser locustfile: locust-c's FastCUser (the C engine).
+
+``Busy`` requests ``BENCH_PATH`` in a loop without waiting (throughput and latency runs); ``Idle`` opens its
+keep-alive connection in ``on_start`` and then sleeps (memory runs). bench/run.py names the class to run.
+"""
+
+from bench_common import BENCH_PATH, IDLE_WAIT_SECONDS
+from locust import constant, task
+
+from locust_c import FastCUser
+
+
+class Busy(FastCUser):
+    """Requests the benchmark path as fast as it can."""
+
+    wait_time = constant(0)
+
+    @task
+    def request(self) -> None:
+        self.client.get(BENCH_PATH)
+
+
+class Idle(FastCUser):
+    """One request to open a keep-alive connection, then idle."""
+
+    wait_time = constant(IDLE_WAIT_SECONDS)
+
+    def on_start(self) -> None:
+        self.client.get("/")
+
+    @task
+    def nothing(self) -> None:
+        pass
