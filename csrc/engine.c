@@ -63,6 +63,8 @@ static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
   int flags = 0;
   int running;
 
+  if (e->io_wake_ns == 0) e->io_wake_ns = uv_hrtime();
+
   /*
    * On a socket error (libuv reports EPOLLERR as a status and stops the handle) let libcurl read and write:
    * it then finds the real cause (ECONNRESET, ECONNREFUSED) instead of a generic "select/poll error".
@@ -73,8 +75,10 @@ static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
+  e->in_io = 1;
   curl_multi_socket_action(e->multi, s->fd, flags, &running);
   engine_check_done(e);
+  e->in_io = 0;
 }
 
 /*
@@ -188,7 +192,11 @@ static void engine_publish(engine_t *e) {
   }
 }
 
-static void engine_flush_timers_cb(uv_prepare_t *prepare) { engine_publish(prepare->data); }
+static void engine_flush_timers_cb(uv_prepare_t *prepare) {
+  engine_t *e = prepare->data;
+  engine_publish(e);
+  e->io_wake_ns = 0; /* the loop is about to wait for I/O */
+}
 
 static void engine_flush_io_cb(uv_check_t *check) { engine_publish(check->data); }
 

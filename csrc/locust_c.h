@@ -246,6 +246,8 @@ struct engine_s {
   uv_check_t flush_io;                /* and those of the I/O phase */
   request_t *batch_head, *batch_tail; /* completions of the current loop iteration */
   client_t *clients;
+  uint64_t io_wake_ns; /* when this loop iteration's epoll_wait returned (first I/O callback), 0 before */
+  int in_io;           /* inside a socket callback: a transfer finishing now was woken at io_wake_ns */
   xfer_t *idle; /* easy handles between transfers, shared by every client of the engine */
   int nidle;
   int destroyed_since_trim;

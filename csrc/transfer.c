@@ -360,6 +360,15 @@ void xfer_finish(xfer_t *x, CURLcode code) {
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &req->status);
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total);
   curl_easy_getinfo(h, CURLINFO_REDIRECT_COUNT, &redirects);
+  /*
+   * libcurl stops the clock when it has processed the last byte. When several responses arrived together,
+   * the later ones waited for the engine to process the earlier ones; that wait is the generator's, not the
+   * server's. The data was ready when this loop iteration woke up: stop the clock there.
+   */
+  if (c->engine->in_io && c->engine->io_wake_ns) {
+    uint64_t lag_us = (uv_hrtime() - c->engine->io_wake_ns) / 1000;
+    if ((curl_off_t)lag_us < total) total -= (curl_off_t)lag_us;
+  }
   req->total_us = total;
   req->redirects = redirects;
   req->result = code;
