@@ -17,6 +17,7 @@
 typedef struct {
   uv_poll_t poll;
   curl_socket_t fd;
+  int events; /* what libcurl asked to watch */
   engine_t *engine;
 } sock_t;
 
@@ -79,6 +80,8 @@ static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
   curl_multi_socket_action(e->multi, s->fd, flags, &running);
   engine_check_done(e);
   e->in_io = 0;
+  /* libuv stopped the handle on the error; if libcurl still wants the socket, watch it again. */
+  if (status < 0 && !uv_is_closing((uv_handle_t *)&s->poll)) uv_poll_start(&s->poll, s->events, sock_poll_cb);
 }
 
 /*
@@ -108,6 +111,7 @@ static int engine_socket_cb(CURL *easy, curl_socket_t fd, int action, void *user
     }
     if (action != CURL_POLL_OUT) events |= UV_READABLE;
     if (action != CURL_POLL_IN) events |= UV_WRITABLE;
+    s->events = events;
     uv_poll_start(&s->poll, events, sock_poll_cb);
     break;
   case CURL_POLL_REMOVE:
@@ -164,7 +168,7 @@ static void engine_check_done(engine_t *e) {
 void engine_complete(engine_t *e, request_t *req) {
   req->next = NULL;
   e->in_flight--;
-  e->counters.completed++;
+  __atomic_add_fetch(&e->counters.completed, 1, __ATOMIC_RELEASE);
   if (e->batch_tail)
     e->batch_tail->next = req;
   else
@@ -268,7 +272,7 @@ static void engine_wakeup_cb(uv_async_t *async) {
     switch (cmd->kind) {
     case CMD_SUBMIT:
       e->in_flight++;
-      e->counters.submitted++;
+      __atomic_add_fetch(&e->counters.submitted, 1, __ATOMIC_RELEASE);
       client_submit(cmd->client, cmd->req);
       break;
     case CMD_CANCEL:
@@ -282,8 +286,8 @@ static void engine_wakeup_cb(uv_async_t *async) {
       stop = 1;
       break;
     }
-    /* A submit command lives inside its request; the others were allocated on their own. */
-    if (cmd->kind != CMD_SUBMIT) free(cmd);
+    /* A submit command lives inside its request, the stop command in the engine; the others were allocated. */
+    if (cmd->kind != CMD_SUBMIT && cmd->kind != CMD_STOP) free(cmd);
   }
   if (stop) engine_shutdown(e);
 }
@@ -294,6 +298,9 @@ int engine_init(engine_t *e) {
   int rc;
   memset(e, 0, sizeof(*e));
   e->priority_boost = 10;
+  /* LOCUST_C_CURL_VERBOSE=1 prints libcurl's own trace of every transfer on stderr, for debugging. Read here,
+   * on the Python thread, not by the engine thread while Python may be changing the environment. */
+  e->curl_verbose = getenv("LOCUST_C_CURL_VERBOSE") != NULL;
   e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (e->event_fd < 0) return -errno;
   if ((rc = pthread_mutex_init(&e->lock, NULL)) != 0) goto fail_fd;
@@ -356,12 +363,9 @@ int engine_start(engine_t *e) {
 
 /* Stops the loop (cancelling whatever is in flight) and joins the thread. Call without the GIL. */
 int engine_stop(engine_t *e) {
-  cmd_t *cmd;
   if (!e->started) return 0;
-  cmd = calloc(1, sizeof(*cmd));
-  if (cmd == NULL) return -ENOMEM;
-  cmd->kind = CMD_STOP;
-  if (engine_send(e, cmd) != 0) free(cmd); /* Already stopping: just wait. */
+  e->stop_cmd.kind = CMD_STOP; /* no allocation: a stop cannot fail half-way */
+  engine_send(e, &e->stop_cmd); /* -ESHUTDOWN: already stopping, just wait */
   pthread_join(e->thread, NULL);
   e->started = 0;
   return 0;
@@ -382,7 +386,7 @@ void engine_destroy(engine_t *e) {
       continue;
     }
     if (cmd->kind == CMD_CLOSE_CLIENT) client_unref(cmd->client);
-    free(cmd);
+    if (cmd->kind != CMD_STOP) free(cmd);
   }
   e->done_head = e->done_tail = NULL;
   e->cmd_head = e->cmd_tail = NULL;
@@ -396,6 +400,10 @@ void engine_destroy(engine_t *e) {
 }
 
 void engine_counters(engine_t *e, engine_counters_t *out) {
-  /* Read without the engine thread's cooperation: the values may be a moment old, which is fine. */
-  *out = e->counters;
+  /* Read without the engine thread's cooperation: a moment old is fine, but completed is read first so
+   * that submitted - completed never goes below zero. */
+  out->completed = __atomic_load_n(&e->counters.completed, __ATOMIC_ACQUIRE);
+  out->submitted = __atomic_load_n(&e->counters.submitted, __ATOMIC_ACQUIRE);
+  out->clients = __atomic_load_n(&e->counters.clients, __ATOMIC_RELAXED);
+  out->in_flight = out->submitted - out->completed;
 }

@@ -212,7 +212,7 @@ struct xfer_s {
   char errbuf[CURL_ERROR_SIZE];
 };
 
-xfer_t *xfer_create(void);
+xfer_t *xfer_create(engine_t *e);
 int xfer_start(xfer_t *x, request_t *req);
 void xfer_finish(xfer_t *x, CURLcode code);
 void xfer_destroy(xfer_t *x);
@@ -234,12 +234,14 @@ struct engine_s {
   pthread_t thread;
   int started;
   int priority_boost; /* nice levels above the process for the engine thread (0: none) */
+  int curl_verbose;
   int event_fd; /* readable while completions are queued */
 
   pthread_mutex_t lock; /* guards the two queues below and counters */
   cmd_t *cmd_head, *cmd_tail;
   request_t *done_head, *done_tail;
   int stopping;
+  cmd_t stop_cmd;
 
   /* Engine thread only. */
   uv_prepare_t flush_timers;          /* hands completions to Python in one go: those of the timer phase */

@@ -545,7 +545,7 @@ static void engine_dealloc(EngineObject *self) {
 }
 
 static int engine_check(EngineObject *self) {
-  if (LC_UNLIKELY(self->engine == NULL)) {
+  if (LC_UNLIKELY(self->engine == NULL || self->pid != getpid())) { /* stopped, or the parent's (after fork) */
     PyErr_SetString(PyExc_RuntimeError, "the locust-c engine has been stopped");
     return -1;
   }
@@ -586,7 +586,6 @@ static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject
     EndpointObject *ep = req->endpoint;
     ResultObject *r;
     next = req->next;
-    req->next = NULL;
     if (n == cap) {
       void *a = realloc(results, 2 * cap * sizeof(*results)), *b;
       if (a == NULL) goto nomem;
@@ -595,6 +594,7 @@ static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject
       tokens = b;
       cap *= 2;
     }
+    req->next = NULL; /* only now: the out-of-memory path above frees the rest of the batch through it */
     tokens[n] = req->token;
     req->token = NULL;
     req->endpoint = NULL;
@@ -631,6 +631,8 @@ static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject
       PyErr_WriteUnraisable(st->flush ? st->flush : Py_None);
     }
     Py_XDECREF(ret);
+    /* An endpoint the callback did not take() (it raised) is offered again with the next batch. */
+    for (i = 0; i < (size_t)PyList_GET_SIZE(dirty); i++) ((EndpointObject *)PyList_GET_ITEM(dirty, i))->dirty = 0;
     Py_DECREF(dirty);
   }
 
@@ -669,9 +671,39 @@ nomem:
   return PyErr_NoMemory();
 }
 
-static PyObject *engine_py_stop(EngineObject *self, PyObject *unused) {
-  engine_obj_stop(self);
-  Py_RETURN_NONE;
+/* stop() -> [(token, Result), ...]: the requests the stop cancelled, for the caller to resume from the hub. */
+static PyObject *engine_py_stop(EngineObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+  module_state_t *st = PyType_GetModuleState(cls);
+  engine_t *e = self->engine;
+  request_t *req, *next;
+  PyObject *out;
+  if (e == NULL || self->pid != getpid()) {
+    engine_obj_stop(self);
+    return PyList_New(0);
+  }
+  self->engine = NULL; /* before the GIL is released: a second stop() or a close() sees a stopped engine */
+  Py_BEGIN_ALLOW_THREADS
+  engine_stop(e);
+  Py_END_ALLOW_THREADS
+  out = PyList_New(0);
+  for (req = engine_drain(e); req; req = next) {
+    PyObject *token = req->token, *pair = NULL;
+    ResultObject *r;
+    next = req->next;
+    req->next = NULL;
+    Py_XDECREF((PyObject *)req->endpoint);
+    req->token = req->endpoint = NULL;
+    if ((r = result_new(st, req)) == NULL) request_free(req);
+    if (out != NULL && r != NULL && ((pair = PyTuple_Pack(2, token, (PyObject *)r)) == NULL || PyList_Append(out, pair) < 0))
+      Py_CLEAR(out);
+    Py_XDECREF(pair);
+    Py_XDECREF(r);
+    Py_DECREF(token);
+  }
+  engine_destroy(e);
+  free(e);
+  return out;
 }
 
 static PyObject *engine_py_counters(EngineObject *self, PyObject *unused) {
@@ -691,7 +723,7 @@ static PyMethodDef engine_methods[] = {
     {"fileno", (PyCFunction)engine_fileno, METH_NOARGS, "The eventfd that is readable while results wait."},
     {"dispatch", (PyCFunction)(void (*)(void))engine_dispatch, METH_METHOD | METH_FASTCALL | METH_KEYWORDS,
      "Resume the waiter of every finished request; return how many there were."},
-    {"stop", (PyCFunction)engine_py_stop, METH_NOARGS,
+    {"stop", (PyCFunction)(void (*)(void))engine_py_stop, METH_METHOD | METH_FASTCALL | METH_KEYWORDS,
      "Stop the engine thread, cancelling requests in flight, and free it."},
     {"counters", (PyCFunction)engine_py_counters, METH_NOARGS, "Engine counters (a snapshot)."},
     {NULL},
@@ -773,7 +805,7 @@ static int client_obj_close(ClientObject *self) {
   int rc;
   if (self->closed || self->client == NULL) return 0;
   self->closed = 1;
-  if (self->engine->engine == NULL) return 0; /* stopped: it closed every client already */
+  if (self->engine->engine == NULL || self->engine->pid != getpid()) return 0; /* stopped, or the parent's */
   cmd = calloc(1, sizeof(*cmd));
   if (cmd == NULL) return -ENOMEM;
   cmd->kind = CMD_CLOSE_CLIENT;
@@ -1005,7 +1037,7 @@ static PyObject *client_cancel_py(ClientObject *self, PyObject *arg) {
   cmd_t *cmd;
   int rc;
   if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-  if (self->closed || self->engine->engine == NULL) Py_RETURN_NONE;
+  if (self->closed || self->engine->engine == NULL || self->engine->pid != getpid()) Py_RETURN_NONE;
   cmd = calloc(1, sizeof(*cmd));
   if (cmd == NULL) return PyErr_NoMemory();
   cmd->kind = CMD_CANCEL;

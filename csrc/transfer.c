@@ -60,6 +60,8 @@ static int client_register(client_t *c) {
   if (c->share == NULL) return -ENOMEM;
   curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
   curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+  /* TLS sessions too: a pooled easy handle must not let a new user resume another user's session. */
+  curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   c->next = e->clients;
   if (e->clients) e->clients->prev = c;
   e->clients = c;
@@ -82,7 +84,7 @@ static void client_start(client_t *c, request_t *req) {
   if (x != NULL) {
     e->idle = x->next;
     e->nidle--;
-  } else if ((x = xfer_create()) == NULL) {
+  } else if ((x = xfer_create(e)) == NULL) {
     client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a transfer");
     return;
   }
@@ -240,7 +242,7 @@ static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
 /* ---- transfers --------------------------------------------------------------------------------------- */
 
 /* Options that are the same for every transfer of every client. */
-xfer_t *xfer_create(void) {
+xfer_t *xfer_create(engine_t *e) {
   xfer_t *x = calloc(1, sizeof(*x));
   if (x == NULL) return NULL;
   x->easy = curl_easy_init();
@@ -263,8 +265,7 @@ xfer_t *xfer_create(void) {
   curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip, deflate, br");
   curl_easy_getinfo(h, CURLINFO_CAINFO, (char **)&x->default_ca);
-  /* LOCUST_C_CURL_VERBOSE=1 prints libcurl's own trace of every transfer on stderr, for debugging. */
-  if (getenv("LOCUST_C_CURL_VERBOSE") != NULL) curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+  if (e->curl_verbose) curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
   return x;
 }
 
@@ -279,7 +280,7 @@ static void xfer_configure(xfer_t *x, client_t *c) {
   curl_easy_setopt(h, CURLOPT_MAXREDIRS, o->max_redirects);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
-  curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
+  curl_easy_setopt(h, CURLOPT_PROXY, o->proxy ? o->proxy : ""); /* "": no proxy, whatever http_proxy says */
   curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
   curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file ? o->ca_file : x->default_ca);
   /* Without http2, HTTP/1.1 as FastHttpUser speaks: libcurl would otherwise offer h2 over TLS. With it, wait

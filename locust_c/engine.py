@@ -21,12 +21,13 @@ from . import _engine
 class EngineHandle:
     """One running engine and the hub watcher that delivers its results."""
 
-    __slots__ = ("engine", "pid", "pending", "watcher", "__weakref__")
+    __slots__ = ("engine", "pid", "pending", "valid", "watcher", "__weakref__")
 
     def __init__(self) -> None:
         self.engine = _engine.Engine()
         self.pid = os.getpid()
         self.pending = 0
+        self.valid = True  # False once stopped, and in a forked child: sessions then connect to a new engine
         self.watcher = gevent.get_hub().loop.io(self.engine.fileno(), 1)
         # The watcher holds the hub's loop alive only while requests are in flight, so that a script that
         # waits for "everything" still ends once the last response is in.
@@ -51,10 +52,13 @@ class EngineHandle:
         self.pending += 1
 
     def stop(self) -> None:
+        self.valid = False
         if self.pid != os.getpid():
             return
         self.watcher.stop()
-        self.engine.stop()
+        loop = gevent.get_hub().loop
+        for token, result in self.engine.stop():  # cancelled in flight: resume the waiters from the hub
+            loop.run_callback(token.switch, result)
 
 
 _handles: list[EngineHandle] = []
@@ -93,6 +97,8 @@ def shutdown() -> None:
 
 def _forget_after_fork() -> None:
     # The child has no engine threads: the parent's engines are left untouched and new ones start on demand.
+    for handle in _handles:
+        handle.valid = False
     _handles.clear()
 
 

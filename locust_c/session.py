@@ -438,7 +438,9 @@ class FastCSession:
         if not isinstance(method, str):
             raise TypeError(f"method must be str, not {type(method).__name__}")
         method = method.upper()
-        client = self._client or self._connect()
+        client = self._client
+        if client is None or not self._handle.valid:  # first request, engine stopped, or a forked child
+            client = self._connect()
         full_url = f"{self.base_url}{url}" if url[:1] == "/" else self._build_url(url)
         if " " in full_url:
             full_url = full_url.replace(" ", "%20")

@@ -179,3 +179,43 @@ def test_histogram_percentiles_have_three_significant_digits():
     values = list(range(1, 100_001))
     p50, p99, p100 = _engine.hist_percentiles(values, [50, 99, 100])
     assert abs(p50 - 50_000) <= 50 and abs(p99 - 99_000) <= 99 and p100 == 100_000
+
+
+def test_engine_shutdown_resumes_waiting_users_with_a_cancellation(testserver):
+    from locust_c import engine
+    from locust_c.exceptions import RequestCancelled
+
+    sessions = [session(testserver.url)[0] for _ in range(5)]
+    try:
+        greenlets = [gevent.spawn(s.get, path) for s in sessions for path in ("/fault/never", "/delay/3000")]
+        gevent.sleep(0.3)
+        engine.shutdown()
+        gevent.joinall(greenlets, timeout=10)
+        assert all(g.successful() for g in greenlets)
+        assert all(isinstance(g.value.error, RequestCancelled) for g in greenlets)
+        # The same sessions go on with a new engine.
+        assert sessions[0].get("/").status_code == 200
+    finally:
+        for s in sessions:
+            s.close()
+
+
+def test_a_forked_child_uses_its_own_engine(testserver):
+    import os
+
+    s, _ = session(testserver.url)
+    try:
+        assert s.get("/").status_code == 200
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's session must work here too, on a new engine
+            code = 1
+            try:
+                with gevent.Timeout(10):
+                    code = 0 if s.get("/echo").status_code == 200 else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert s.get("/").status_code == 200  # and the parent's engine is untouched
+    finally:
+        s.close()
