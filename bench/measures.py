@@ -154,10 +154,12 @@ def read_locust_json(path: Path) -> dict[str, Any]:
 
 
 def read_exact_latency(path: Path) -> dict[str, float] | None:
-    """The unrounded p50/p99 that bench_common's recorder wrote, None when it wrote nothing."""
+    """The unrounded p50/p99 that bench_common's recorder, or locust-c's ``--results-json``, wrote; None if none."""
     if not path.exists():
         return None
-    data: dict[str, float] = json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if "total" in data:  # a locust-c results file: percentiles from the engine's histograms
+        return {"p50": data["total"]["p50_ms"], "p99": data["total"]["p99_ms"]}
     return data
 
 

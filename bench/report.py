@@ -132,7 +132,9 @@ def latency_table(results: Sequence[Measurement], s: Settings) -> Table:
     caption = (f"`GET {s.latency_path}` ({s.latency_users} users, {s.latency_duration} s, no wait time): the server "
                "answers after 5 ms, so the true latency is a little over 5 ms. Times in ms. *Reported* is what "
                "the generator shows its user (Locust rounds times under 100 ms to whole milliseconds); *exact* "
-               "is the same responses' times unrounded, recorded in the locustfile. *vs wrk* compares the exact "
+               "is the same responses' times unrounded: recorded by a request listener in Locust's users, read from "
+               "the engine's own histograms (`--results-json`) for FastCUser, whose batched statistics a listener "
+               "would switch off. *vs wrk* compares the exact "
                "figures with wrk's. A generator that cannot keep up adds its own queueing to every time it reports.")
     return Table(f"2. Latency under load: {s.latency_users} users on {s.latency_path}", caption, headers, rows)
 

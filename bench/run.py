@@ -76,6 +76,9 @@ class GeneratorKind:
 
     name: str
     locustfile: str | None = None
+    exact_histograms: bool = False
+    """It writes exact percentiles itself (``--results-json``): no recorder on ``events.request`` is added,
+    which would also take it off its batched statistics path."""
 
     @property
     def is_wrk(self) -> bool:
@@ -85,7 +88,7 @@ class GeneratorKind:
 WRK = GeneratorKind("wrk")
 HTTP_USER = GeneratorKind("HttpUser", "http_user.py")
 FAST_HTTP_USER = GeneratorKind("FastHttpUser", "fasthttp_user.py")
-FAST_C_USER = GeneratorKind("FastCUser", "fastc_user.py")
+FAST_C_USER = GeneratorKind("FastCUser", "fastc_user.py", exact_histograms=True)
 
 
 @dataclass
@@ -269,7 +272,9 @@ def busy_run(ctx: Context, section: str, kind: GeneratorKind, users: int, second
     else:
         cmd = locust_command(ctx, kind, "Busy", users, users, seconds, json_prefix)
         env = {**ctx.env, "BENCH_PATH": path}
-        if section == "latency":
+        if section == "latency" and kind.exact_histograms:
+            cmd += ["--results-json", str(latency_file)]
+        elif section == "latency":
             env["BENCH_LATENCY_FILE"] = str(latency_file)
     m.command = shown(ctx, cmd)
     try:
