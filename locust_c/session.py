@@ -22,7 +22,7 @@ from gevent._waiter import Waiter
 from locust.exception import CatchResponseError, LocustError, ResponseError
 from requests.structures import CaseInsensitiveDict
 
-from . import _engine
+from . import __version__, _engine
 from . import engine as _engines
 from .exceptions import BadStatusCode, error_for
 from .stats import RequestReporter
@@ -39,7 +39,6 @@ _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
 _FLAGS_BY_METHOD = {"GET": _engine.GET, "HEAD": _engine.HEAD, "POST": _engine.POST}
 _FOLLOW = _engine.FOLLOW_REDIRECTS
 _BATCH = _engine.BATCH_STATS
-_VERSION = "0.1.0"
 
 
 def _basic_auth(username: str | bytes, password: str | bytes) -> str:
@@ -351,7 +350,7 @@ class FastCSession:
         self.base_url = self.base_url.rstrip("/") if self.base_url.endswith("/") else self.base_url
 
         default_headers = dict(headers or {})
-        default_headers.setdefault("User-Agent", f"locust-c/{_VERSION}")
+        default_headers.setdefault("User-Agent", f"locust-c/{__version__}")
         if self.auth_header:
             default_headers.setdefault("Authorization", self.auth_header)
         self._default_headers = default_headers
