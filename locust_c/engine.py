@@ -29,8 +29,9 @@ class EngineHandle:
         self.pending = 0
         self.valid = True  # False once stopped, and in a forked child: sessions then connect to a new engine
         self.watcher = gevent.get_hub().loop.io(self.engine.fileno(), 1)
-        # The watcher holds the hub's loop alive only while requests are in flight, so that a script that
-        # waits for "everything" still ends once the last response is in.
+        # The watcher holds the hub's loop alive only while requests are in flight (``pending``, counted up by
+        # FastCSession.request and down here), so that a script that waits for "everything" still ends once the
+        # last response is in.
         self.watcher.ref = False
         self.watcher.start(self._ready)
 
@@ -44,12 +45,6 @@ class EngineHandle:
         if self.pending <= 0:
             self.pending = 0
             self.watcher.ref = False
-
-    def request_started(self) -> None:
-        """Called for each submitted request, so the hub waits for the answer."""
-        if not self.pending:
-            self.watcher.ref = True
-        self.pending += 1
 
     def stop(self) -> None:
         self.valid = False

@@ -464,7 +464,7 @@ class FastCSession:
         waiter = Waiter()
         request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint)
         handle = self._handle
-        if not handle.pending:  # EngineHandle.request_started(), inlined: this is the hot path
+        if not handle.pending:  # the hub must wait for this answer (see EngineHandle)
             handle.watcher.ref = True
         handle.pending += 1
         try:
