@@ -179,6 +179,7 @@ typedef struct {
   int max_connections; /* requests in flight at once; more wait in the client's queue */
   int insecure;
   int http2;
+  int tls_sessions;  /* keep TLS sessions for resumption (users of an https host); costs ~2 KiB a user */
   const char *proxy; /* "http://host:port" or NULL; copied */
   const char *user_agent; /* copied */
   const char *ca_file;    /* CA bundle for verification, or NULL for the system's; copied */

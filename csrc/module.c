@@ -754,18 +754,19 @@ static PyType_Spec engine_spec = {
 
 static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
   static char *kwlist[] = {"engine",   "connect_timeout", "timeout", "max_redirects", "max_retries",
-                           "max_connections", "insecure", "http2", "proxy", "user_agent", "ca_file", NULL};
+                           "max_connections", "insecure", "http2", "proxy", "user_agent", "ca_file",
+                           "tls_sessions", NULL};
   PyObject *engine_obj;
   double connect_timeout = 60.0, timeout = 60.0;
-  int max_redirects = 30, max_retries = 0, max_connections = 10, insecure = 1, http2 = 0;
+  int max_redirects = 30, max_retries = 0, max_connections = 10, insecure = 1, http2 = 0, tls_sessions = 1;
   const char *proxy = NULL, *user_agent = NULL, *ca_file = NULL;
   module_state_t *st = PyType_GetModuleState(type);
   client_options_t opts;
   ClientObject *self;
 
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|ddiiippzzz:Client", kwlist, st->engine_type, &engine_obj,
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|ddiiippzzzp:Client", kwlist, st->engine_type, &engine_obj,
                                    &connect_timeout, &timeout, &max_redirects, &max_retries, &max_connections,
-                                   &insecure, &http2, &proxy, &user_agent, &ca_file))
+                                   &insecure, &http2, &proxy, &user_agent, &ca_file, &tls_sessions))
     return NULL;
   if (connect_timeout <= 0 || timeout <= 0) {
     PyErr_SetString(PyExc_ValueError, "connect_timeout and timeout must be positive numbers of seconds");
@@ -784,6 +785,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
       .max_connections = max_connections,
       .insecure = insecure,
       .http2 = http2,
+      .tls_sessions = tls_sessions,
       .proxy = proxy,
       .user_agent = user_agent,
       .ca_file = ca_file,
@@ -1074,7 +1076,7 @@ static PyGetSetDef client_getset[] = {
 
 static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(engine, connect_timeout=60.0, timeout=60.0, max_redirects=30, max_retries=0, "
-                "max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, ca_file=None)\n--\n\n"
+                "max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, ca_file=None, tls_sessions=True)\n--\n\n"
                 "One simulated user's keep-alive connections and cookie jar."},
     {Py_tp_new, client_new},
     {Py_tp_dealloc, client_dealloc},

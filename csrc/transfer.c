@@ -60,8 +60,9 @@ static int client_register(client_t *c) {
   if (c->share == NULL) return -ENOMEM;
   curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
   curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
-  /* TLS sessions too: a pooled easy handle must not let a new user resume another user's session. */
-  curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  /* TLS sessions too, when the user has an https host: a pooled easy handle must not let a new user resume
+   * another user's session, so the cache is the user's own (or, see xfer_configure, there is none). */
+  if (c->opts.tls_sessions) curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   c->next = e->clients;
   if (e->clients) e->clients->prev = c;
   e->clients = c;
@@ -283,6 +284,7 @@ static void xfer_configure(xfer_t *x, client_t *c) {
   curl_easy_setopt(h, CURLOPT_PROXY, o->proxy ? o->proxy : ""); /* "": no proxy, whatever http_proxy says */
   curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
   curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file ? o->ca_file : x->default_ca);
+  curl_easy_setopt(h, CURLOPT_SSL_SESSIONID_CACHE, o->tls_sessions ? 1L : 0L);
   /* Without http2, HTTP/1.1 as FastHttpUser speaks: libcurl would otherwise offer h2 over TLS. With it, wait
    * for a connection to multiplex on rather than open another. */
   curl_easy_setopt(h, CURLOPT_PIPEWAIT, o->http2 ? 1L : 0L);

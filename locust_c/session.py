@@ -366,6 +366,8 @@ class FastCSession:
             "proxy": f"http://{proxy_host}:{proxy_port}" if proxy_host else None,
             # Verification uses the system's CAs, or SSL_CERT_FILE as Python's ssl module (and so FastHttpUser) does.
             "ca_file": None if insecure else os.environ.get("SSL_CERT_FILE") or None,
+            # A user of an http:// host rarely needs TLS session resumption; keeping none saves memory per user.
+            "tls_sessions": self.base_url.lower().startswith("https://"),
         }
         self._client: Any = None
         self._handle: _engines.EngineHandle | None = None

@@ -147,3 +147,21 @@ def test_ssl_cert_file_is_ignored_when_insecure(tls_server, monkeypatch):
         assert s.get("/x").status_code == 200
     finally:
         s.close()
+
+
+def test_a_new_user_does_not_resume_another_users_tls_session(tls_server):
+    """Each user does its own TLS handshake, as a real new client would (libcurl's trace says when it resumes)."""
+    script = (
+        "import gevent.monkey; gevent.monkey.patch_all()\n"
+        "from locust.event import EventHook\n"
+        "from locust_c import FastCSession\n"
+        f"for _ in range(3):\n"
+        f"    s = FastCSession({tls_server!r}, EventHook(), None)\n"
+        "    assert s.get('/x').status_code == 200\n"
+        "    s.close()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(HERE.parent), "LOCUST_C_CURL_VERBOSE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("SSL connection using") == 3  # three handshakes...
+    assert "re-using session" not in proc.stderr  # ...none of them resumed from another user
