@@ -542,6 +542,12 @@ class FastCSession:
         """Send a GET request."""
         return self.request("GET", url, **kwargs)
 
+    def iter_lines(self, url: str, method: str = "GET", **kwargs: Any) -> Iterator[str]:
+        """Send a request and yield its body line by line, as FastHttpSession.iter_lines does."""
+        response = self.request(method, url, stream=True, **kwargs)
+        response.raise_for_status()
+        yield from (response.text or "").splitlines()
+
     def head(self, url: str, **kwargs: Any) -> Any:
         """Send a HEAD request."""
         return self.request("HEAD", url, **kwargs)

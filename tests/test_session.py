@@ -284,3 +284,11 @@ def test_requests_go_through_the_proxy(testserver):
     finally:
         proxy.terminate()
         proxy.wait(timeout=10)
+
+
+def test_iter_lines(client):
+    s, rec = client
+    assert list(s.iter_lines("/chunked/3")) == ["chunk0", "chunk1", "chunk2"]
+    assert rec.last["name"] == "/chunked/3"
+    with pytest.raises(BadStatusCode):
+        list(s.iter_lines("/status/500"))
