@@ -185,3 +185,4 @@ def test_histograms_reset_with_locusts_stats(env):
     assert row["num_requests"] == 3 and row["source"] == "locust-c"
     assert row["max_ms"] < 30  # the slow requests before the reset are gone from the histogram too
     user.client.close()
+
