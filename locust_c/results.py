@@ -17,7 +17,7 @@ from .gate.results import FORMAT, write_results_dict
 
 if TYPE_CHECKING:
     from locust.env import Environment
-    from locust.stats import RequestStats, StatsEntry
+    from locust.stats import StatsEntry
 
 PERCENTILES = {"p50_ms": 0.50, "p90_ms": 0.90, "p95_ms": 0.95, "p99_ms": 0.99, "p999_ms": 0.999}
 
@@ -53,11 +53,6 @@ def entry_dict(entry: StatsEntry) -> dict[str, Any]:
     return result
 
 
-def _stats(environment: Environment) -> RequestStats:
-    runner = environment.runner
-    return runner.stats if runner is not None else environment.stats
-
-
 def collect(environment: Environment, *, user_count: int | None = None, source: str | None = None) -> dict[str, Any]:
     """The run's results as a ``locust-c-results/1`` dict.
 
@@ -68,9 +63,9 @@ def collect(environment: Environment, *, user_count: int | None = None, source: 
     """
     import locust
 
-    from .stats import snapshot
+    from .stats import locust_stats, snapshot
 
-    stats = _stats(environment)
+    stats = locust_stats(environment)
     runner = environment.runner
     if user_count is None and runner is not None:
         user_count = max(runner.user_count, getattr(runner, "target_user_count", 0) or 0)

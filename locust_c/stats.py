@@ -175,6 +175,11 @@ class RequestReporter:
         self.event.fire(**meta)
 
 
+def locust_stats(environment: Environment) -> RequestStats:
+    """The stats table Locust reports from: the runner's, or the environment's when there is no runner."""
+    return environment.runner.stats if environment.runner is not None else environment.stats
+
+
 # ---- exact percentiles -----------------------------------------------------------------------------------------
 
 
@@ -210,7 +215,7 @@ def snapshot(environment: Environment) -> dict[str, Any]:
     Percentiles come from the C histograms for FastCUser endpoints (exact to 3 significant digits) and from
     Locust's rounded buckets for anything else; each row says which in ``source``.
     """
-    stats = environment.runner.stats if environment.runner is not None else environment.stats
+    stats = locust_stats(environment)
     bridge = StatsBridge.of(stats)
     start = stats.total.start_time
     end = stats.total.last_request_timestamp or time.time()
@@ -232,7 +237,7 @@ def snapshot(environment: Environment) -> dict[str, Any]:
 
 def worker_payload(environment: Environment) -> list[tuple[str, str, tuple]]:
     """The histogram counts recorded since the last report, for a worker to send to its master."""
-    stats = environment.runner.stats if environment.runner is not None else environment.stats
+    stats = locust_stats(environment)
     out = []
     for (method, name), ep in StatsBridge.of(stats).endpoints.items():
         if ep.unsent.count:
@@ -243,7 +248,7 @@ def worker_payload(environment: Environment) -> list[tuple[str, str, tuple]]:
 
 def merge_worker_payload(environment: Environment, payload: list) -> None:
     """Add a worker's histogram counts to the master's."""
-    stats = environment.runner.stats if environment.runner is not None else environment.stats
+    stats = locust_stats(environment)
     bridge = StatsBridge.of(stats)
     for method, name, sparse in payload:
         bridge.endpoint(method, name).hist.add_sparse(tuple(sparse))
