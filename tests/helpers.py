@@ -1,12 +1,20 @@
-"""Shared helpers for the engine tests: a session wired to an event recorder."""
+"""Shared helpers for the tests: a free loopback port, and a session wired to an event recorder."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from locust.event import EventHook
 
 from locust_c import FastCSession
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (at the moment of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Recorder:

@@ -7,16 +7,10 @@ import ssl
 
 import gevent
 import pytest
-from helpers import session
+from helpers import free_port, session
 
 from locust_c import _engine
 from locust_c.exceptions import BadResponse, ConnectionClosed, error_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_connection_refused():

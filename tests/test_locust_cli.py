@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
@@ -106,7 +107,7 @@ def test_processes(testserver, tmp_path):
 def test_master_and_worker(testserver, tmp_path):
     prefix = tmp_path / "dist"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    port = _free_port()
+    port = free_port()
     master = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / "simple.py"), "--master", "--headless",
          "--expect-workers", "1", "--master-bind-port", str(port), "-u", "4", "-r", "4", "-t", "3s",
@@ -128,14 +129,6 @@ def test_master_and_worker(testserver, tmp_path):
     rows = stats_rows(prefix)
     assert int(rows["Aggregated"]["Request Count"]) > 0
     assert int(rows["Aggregated"]["Failure Count"]) == 0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("users", [1000])
@@ -177,7 +170,7 @@ def test_web_ui_runs_and_stops_fastcusers(testserver):
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / "simple.py"), "--web-host", "127.0.0.1",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gevent
 import pytest
+from helpers import free_port
 from locust import constant, task
 from locust.env import Environment
 from locust.stats import bucket_response_time
@@ -141,11 +142,7 @@ def test_results_file_has_every_field_and_exact_source(testserver, tmp_path):
 
 
 def test_master_with_two_workers_reports_their_sum(testserver, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = tmp_path / "results.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     locustfile = str(ROOT / "tests" / "locustfiles" / "simple.py")

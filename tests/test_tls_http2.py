@@ -13,15 +13,10 @@ from pathlib import Path
 import gevent
 import pytest
 import trustme
-from helpers import session
+from helpers import free_port, session
 
 HERE = Path(__file__).resolve().parent
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
@@ -58,7 +53,7 @@ def _hypercorn(port: int, *extra: str) -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def tls_server(certs):
     _, cert_file, key_file = certs
-    port = _free_port()
+    port = free_port()
     proc = _hypercorn(port, "--certfile", str(cert_file), "--keyfile", str(key_file))
     try:
         _wait_port(port, proc)
@@ -70,7 +65,7 @@ def tls_server(certs):
 
 @pytest.fixture(scope="module")
 def h2c_server():
-    port = _free_port()
+    port = free_port()
     proc = _hypercorn(port)
     try:
         _wait_port(port, proc)
