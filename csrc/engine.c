@@ -10,16 +10,25 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* A libcurl socket being watched by the loop. */
-typedef struct {
+/*
+ * A socket libcurl uses, with the loop's watcher on it. Connection sockets (opened through
+ * engine_open_socket_cb) keep theirs from open to close: between two requests on a keep-alive connection
+ * libcurl stops watching the socket, and stopping and restarting a uv_poll_t costs several epoll_ctl calls,
+ * so the socket is parked instead, still watched for readability. Other sockets libcurl watches (the
+ * threaded resolver's) lose their watcher as soon as libcurl lets go, because they are closed without a word.
+ */
+struct sock_s {
   uv_poll_t poll;
   curl_socket_t fd;
-  int events; /* what libcurl asked to watch */
+  int watching; /* UV_READABLE | UV_WRITABLE currently asked of the loop, 0 when stopped */
+  int wanted;   /* what libcurl asked for, 0 while parked */
+  int owned;    /* opened by us: engine_close_socket_cb will tell when it closes */
   engine_t *engine;
-} sock_t;
+};
 
 static void engine_check_done(engine_t *e);
 
@@ -58,21 +67,70 @@ void request_free(request_t *req) {
 
 static void sock_close_cb(uv_handle_t *handle) { free(handle->data); }
 
+static sock_t *engine_sock(engine_t *e, curl_socket_t fd) {
+  return (size_t)fd < e->nsocks ? e->socks[fd] : NULL;
+}
+
+/* Creates the watcher of a socket and files it under its descriptor. */
+static sock_t *engine_sock_add(engine_t *e, curl_socket_t fd, int owned) {
+  sock_t *s;
+  if ((size_t)fd >= e->nsocks) {
+    size_t n = e->nsocks ? e->nsocks : 256;
+    while (n <= (size_t)fd) n *= 2;
+    sock_t **socks = realloc(e->socks, n * sizeof(*socks));
+    if (socks == NULL) return NULL;
+    memset(socks + e->nsocks, 0, (n - e->nsocks) * sizeof(*socks));
+    e->socks = socks;
+    e->nsocks = n;
+  }
+  if ((s = calloc(1, sizeof(*s))) == NULL) return NULL;
+  s->fd = fd;
+  s->owned = owned;
+  s->engine = e;
+  s->poll.data = s;
+  if (uv_poll_init_socket(&e->loop, &s->poll, fd) != 0) {
+    free(s);
+    return NULL;
+  }
+  /* A descriptor is only reused once closed, and every close of ours drops its entry: never a stale one. */
+  e->socks[fd] = s;
+  return s;
+}
+
+static void engine_sock_drop(engine_t *e, sock_t *s) {
+  if (e->socks[s->fd] == s) e->socks[s->fd] = NULL;
+  uv_close((uv_handle_t *)&s->poll, sock_close_cb);
+}
+
+/* Asks the loop for these events, touching epoll only when they change. */
+static void sock_watch(sock_t *s, int events);
+
 static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
   sock_t *s = poll->data;
   engine_t *e = s->engine;
   int flags = 0;
   int running;
 
+  __atomic_add_fetch(&e->counters.socket_events, 1, __ATOMIC_RELAXED);
+  if (LC_UNLIKELY(s->wanted == 0)) {
+    /*
+     * A parked keep-alive connection became readable: the server closed it (or broke the protocol). Stop
+     * watching it, or a level-triggered loop would spin; libcurl's liveness check before its next use
+     * finds it dead and opens a new one.
+     */
+    sock_watch(s, 0);
+    return;
+  }
   if (e->io_wake_ns == 0) e->io_wake_ns = uv_hrtime();
 
   /*
    * On a socket error (libuv reports EPOLLERR as a status and stops the handle) let libcurl read and write:
    * it then finds the real cause (ECONNRESET, ECONNREFUSED) instead of a generic "select/poll error".
    */
-  if (status < 0)
+  if (status < 0) {
     flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
-  else {
+    s->watching = 0;
+  } else {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
@@ -80,51 +138,85 @@ static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
   curl_multi_socket_action(e->multi, s->fd, flags, &running);
   engine_check_done(e);
   e->in_io = 0;
-  /* libuv stopped the handle on the error; if libcurl still wants the socket, watch it again. */
-  if (status < 0 && !uv_is_closing((uv_handle_t *)&s->poll)) uv_poll_start(&s->poll, s->events, sock_poll_cb);
+  /* libuv stopped the handle on the error; if libcurl still wants the socket, watch it again. The socket may
+   * be closed by now (s freed at the next iteration, so still readable here): only look if it is filed. */
+  if (status < 0 && engine_sock(e, s->fd) == s && s->wanted) sock_watch(s, s->wanted);
+}
+
+static void sock_watch(sock_t *s, int events) {
+  if (events == s->watching) return;
+  s->watching = events;
+  if (events)
+    uv_poll_start(&s->poll, events, sock_poll_cb);
+  else
+    uv_poll_stop(&s->poll);
 }
 
 /*
- * CURLMOPT_SOCKETFUNCTION: libcurl tells us which sockets to watch for what. The sock_t is attached to the
- * socket with curl_multi_assign so that later calls find it without a lookup.
+ * CURLMOPT_SOCKETFUNCTION: libcurl tells us which sockets to watch for what. Sockets are found by their
+ * descriptor in the engine's table, whether or not libcurl still remembers them.
  */
 static int engine_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp) {
   engine_t *e = userp;
-  sock_t *s = socketp;
+  sock_t *s = engine_sock(e, fd);
   int events = 0;
+  (void)easy;
+  (void)socketp;
 
   switch (action) {
   case CURL_POLL_IN:
   case CURL_POLL_OUT:
   case CURL_POLL_INOUT:
-    if (s == NULL) {
-      s = calloc(1, sizeof(*s));
-      if (s == NULL) return -1;
-      s->fd = fd;
-      s->engine = e;
-      s->poll.data = s;
-      if (uv_poll_init_socket(&e->loop, &s->poll, fd) != 0) {
-        free(s);
-        return -1;
-      }
-      curl_multi_assign(e->multi, fd, s);
-    }
+    if (s == NULL && (s = engine_sock_add(e, fd, 0)) == NULL) return -1;
     if (action != CURL_POLL_OUT) events |= UV_READABLE;
     if (action != CURL_POLL_IN) events |= UV_WRITABLE;
-    s->events = events;
-    uv_poll_start(&s->poll, events, sock_poll_cb);
+    s->wanted = events;
+    sock_watch(s, events);
     break;
   case CURL_POLL_REMOVE:
-    if (s != NULL) {
-      uv_poll_stop(&s->poll);
-      uv_close((uv_handle_t *)&s->poll, sock_close_cb);
-      curl_multi_assign(e->multi, fd, NULL);
-    }
+    if (s == NULL) break;
+    s->wanted = 0;
+    if (s->owned)
+      sock_watch(s, s->watching ? UV_READABLE : 0); /* parked: see sock_poll_cb */
+    else
+      engine_sock_drop(e, s);
     break;
   default:
     break;
   }
   return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: the connection's socket, watched by the loop until it closes. */
+static curl_socket_t engine_open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
+  engine_t *e = clientp;
+  curl_socket_t fd;
+  sock_t *stale;
+  (void)purpose;
+  fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+  if (fd == CURL_SOCKET_BAD) return CURL_SOCKET_BAD;
+  if (LC_UNLIKELY((stale = engine_sock(e, fd)) != NULL)) engine_sock_drop(e, stale); /* cannot happen */
+  if (engine_sock_add(e, fd, 1) == NULL) {
+    close(fd);
+    errno = ENOMEM;
+    return CURL_SOCKET_BAD;
+  }
+  return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the watcher goes before the descriptor, which may be reused at once. */
+static int engine_close_socket_cb(void *clientp, curl_socket_t fd) {
+  engine_t *e = clientp;
+  sock_t *s = engine_sock(e, fd);
+  if (s != NULL) engine_sock_drop(e, s);
+  return close(fd);
+}
+
+void engine_socket_callbacks(engine_t *e, CURL *easy) {
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, engine_open_socket_cb);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, e);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, engine_close_socket_cb);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, e);
 }
 
 static void engine_timeout_cb(uv_timer_t *timer) {
@@ -395,6 +487,9 @@ void engine_destroy(engine_t *e) {
     uv_run(&e->loop, UV_RUN_DEFAULT);
   }
   uv_loop_close(&e->loop);
+  free(e->socks);
+  e->socks = NULL;
+  e->nsocks = 0;
   pthread_mutex_destroy(&e->lock);
   close(e->event_fd);
 }
@@ -405,5 +500,6 @@ void engine_counters(engine_t *e, engine_counters_t *out) {
   out->completed = __atomic_load_n(&e->counters.completed, __ATOMIC_ACQUIRE);
   out->submitted = __atomic_load_n(&e->counters.submitted, __ATOMIC_ACQUIRE);
   out->clients = __atomic_load_n(&e->counters.clients, __ATOMIC_RELAXED);
+  out->socket_events = __atomic_load_n(&e->counters.socket_events, __ATOMIC_RELAXED);
   out->in_flight = out->submitted - out->completed;
 }

@@ -128,6 +128,7 @@ typedef struct client_s client_t;
 typedef struct engine_s engine_t;
 typedef struct xfer_s xfer_t;
 typedef struct request_s request_t;
+typedef struct sock_s sock_t;
 
 typedef enum { CMD_SUBMIT, CMD_CANCEL, CMD_CLOSE_CLIENT, CMD_STOP } cmd_kind_t;
 
@@ -225,6 +226,7 @@ typedef struct {
   uint64_t completed;
   uint64_t in_flight;
   uint64_t clients;
+  uint64_t socket_events; /* readiness events the loop delivered, parked connections' included */
 } engine_counters_t;
 
 struct engine_s {
@@ -251,6 +253,8 @@ struct engine_s {
   client_t *clients;
   uint64_t io_wake_ns; /* when this loop iteration's epoll_wait returned (first I/O callback), 0 before */
   int in_io;           /* inside a socket callback: a transfer finishing now was woken at io_wake_ns */
+  sock_t **socks; /* the watched sockets, indexed by descriptor */
+  size_t nsocks;
   xfer_t *idle; /* easy handles between transfers, shared by every client of the engine */
   int nidle;
   int destroyed_since_trim;
@@ -266,6 +270,7 @@ request_t *engine_drain(engine_t *e);
 void engine_destroy(engine_t *e);
 void engine_complete(engine_t *e, request_t *req);
 void engine_counters(engine_t *e, engine_counters_t *out);
+void engine_socket_callbacks(engine_t *e, CURL *easy);
 
 client_t *client_create(engine_t *e, const client_options_t *opts);
 void client_ref(client_t *c);

@@ -14,8 +14,18 @@
 #include "locust_c.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+/*
+ * The pid of this process, refreshed in a forked child. Each submit checks that its engine belongs to this
+ * process (a forked child inherits the parent's objects but not its threads); getpid() is a real system call
+ * in glibc, so the check reads this copy instead.
+ */
+static pid_t process_pid;
+
+static void process_pid_refresh(void) { process_pid = getpid(); }
 
 typedef struct {
   PyTypeObject *engine_type;
@@ -487,7 +497,7 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
   }
   self = (EngineObject *)type->tp_alloc(type, 0);
   if (self == NULL) return NULL;
-  self->pid = getpid();
+  self->pid = process_pid;
   self->engine = calloc(1, sizeof(engine_t));
   if (self->engine == NULL) {
     Py_DECREF(self);
@@ -522,7 +532,7 @@ static void engine_discard_done(engine_t *e) {
 
 static int engine_obj_stop(EngineObject *self) {
   if (self->engine == NULL) return 0;
-  if (self->pid != getpid()) {
+  if (self->pid != process_pid) {
     /* A forked child: the thread is not ours and the memory may be in any state. Leave it alone. */
     self->engine = NULL;
     return 0;
@@ -545,7 +555,7 @@ static void engine_dealloc(EngineObject *self) {
 }
 
 static int engine_check(EngineObject *self) {
-  if (LC_UNLIKELY(self->engine == NULL || self->pid != getpid())) { /* stopped, or the parent's (after fork) */
+  if (LC_UNLIKELY(self->engine == NULL || self->pid != process_pid)) { /* stopped, or the parent's (after fork) */
     PyErr_SetString(PyExc_RuntimeError, "the locust-c engine has been stopped");
     return -1;
   }
@@ -574,7 +584,7 @@ static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject
   size_t n = 0, cap = 64, i;
 
   if (engine_check(self) < 0) return NULL;
-  if (self->pid != getpid()) return PyLong_FromLong(0);
+  if (self->pid != process_pid) return PyLong_FromLong(0);
   req = head = engine_drain(self->engine);
   if (head == NULL) return PyLong_FromLong(0);
   results = malloc(cap * sizeof(*results));
@@ -678,7 +688,7 @@ static PyObject *engine_py_stop(EngineObject *self, PyTypeObject *cls, PyObject 
   engine_t *e = self->engine;
   request_t *req, *next;
   PyObject *out;
-  if (e == NULL || self->pid != getpid()) {
+  if (e == NULL || self->pid != process_pid) {
     engine_obj_stop(self);
     return PyList_New(0);
   }
@@ -710,9 +720,10 @@ static PyObject *engine_py_counters(EngineObject *self, PyObject *unused) {
   engine_counters_t c;
   if (engine_check(self) < 0) return NULL;
   engine_counters(self->engine, &c);
-  return Py_BuildValue("{sKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
+  return Py_BuildValue("{sKsKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
                        (unsigned long long)c.completed, "in_flight", (unsigned long long)(c.submitted - c.completed),
-                       "clients", (unsigned long long)c.clients);
+                       "clients", (unsigned long long)c.clients, "socket_events",
+                       (unsigned long long)c.socket_events);
 }
 
 static PyObject *engine_get_running(EngineObject *self, void *closure) {
@@ -807,7 +818,7 @@ static int client_obj_close(ClientObject *self) {
   int rc;
   if (self->closed || self->client == NULL) return 0;
   self->closed = 1;
-  if (self->engine->engine == NULL || self->engine->pid != getpid()) return 0; /* stopped, or the parent's */
+  if (self->engine->engine == NULL || self->engine->pid != process_pid) return 0; /* stopped, or the parent's */
   cmd = calloc(1, sizeof(*cmd));
   if (cmd == NULL) return -ENOMEM;
   cmd->kind = CMD_CLOSE_CLIENT;
@@ -1039,7 +1050,7 @@ static PyObject *client_cancel_py(ClientObject *self, PyObject *arg) {
   cmd_t *cmd;
   int rc;
   if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-  if (self->closed || self->engine->engine == NULL || self->engine->pid != getpid()) Py_RETURN_NONE;
+  if (self->closed || self->engine->engine == NULL || self->engine->pid != process_pid) Py_RETURN_NONE;
   cmd = calloc(1, sizeof(*cmd));
   if (cmd == NULL) return PyErr_NoMemory();
   cmd->kind = CMD_CANCEL;
@@ -1147,6 +1158,13 @@ static int module_exec(PyObject *m) {
   module_state_t *st = PyModule_GetState(m);
   curl_version_info_data *info;
 
+  if (process_pid == 0) {
+    process_pid_refresh();
+    if (pthread_atfork(NULL, NULL, process_pid_refresh) != 0) {
+      PyErr_SetString(PyExc_ImportError, "cannot register the fork handler");
+      return -1;
+    }
+  }
   if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) {
     PyErr_SetString(PyExc_ImportError, "libcurl failed to initialise");
     return -1;

@@ -253,6 +253,7 @@ xfer_t *xfer_create(engine_t *e) {
   }
   CURL *h = x->easy;
   curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+  engine_socket_callbacks(e, h);
   /* Turn the cookie engine on (an empty file name loads nothing); the cookies live in each user's share. */
   curl_easy_setopt(h, CURLOPT_COOKIEFILE, "");
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);

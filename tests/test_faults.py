@@ -169,6 +169,43 @@ def test_engine_counters_settle():
         s.close()
 
 
+def test_an_idle_connection_the_server_closes_is_replaced_without_a_failure():
+    """Between requests the engine keeps watching a keep-alive connection; when the server closes it, the
+    engine stops watching (rather than spinning on a socket that stays readable) and the next request opens
+    a new connection and succeeds."""
+    from gevent.event import Event
+    from gevent.server import StreamServer
+
+    closed = Event()
+    peers = []
+
+    def one_response_then_close(sock, peer):
+        peers.append(peer)
+        with sock, sock.makefile("rb") as rfile:
+            while rfile.readline() not in (b"\r\n", b""):
+                pass
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            gevent.sleep(0.05)  # the client has parked the connection by now
+        closed.set()
+
+    server = StreamServer(("127.0.0.1", 0), one_response_then_close)
+    server.start()
+    s, rec = session(f"http://127.0.0.1:{server.server_port}")
+    try:
+        assert s.get("/").status_code == 200
+        assert closed.wait(10)
+        engine = s._handle.engine
+        gevent.sleep(0.1)  # the engine sees the close
+        before = engine.counters()["socket_events"]
+        gevent.sleep(0.2)
+        assert engine.counters()["socket_events"] - before < 5
+        assert s.get("/").text == "ok"
+        assert not rec.failures() and len(peers) == 2
+    finally:
+        s.close()
+        server.stop()
+
+
 def test_histogram_percentiles_have_three_significant_digits():
     values = list(range(1, 100_001))
     p50, p99, p100 = _engine.hist_percentiles(values, [50, 99, 100])
