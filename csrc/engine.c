@@ -6,29 +6,15 @@
 #include "locust_c.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-/*
- * A socket libcurl uses, with the loop's watcher on it. Connection sockets (opened through
- * engine_open_socket_cb) keep theirs from open to close: between two requests on a keep-alive connection
- * libcurl stops watching the socket, and stopping and restarting a uv_poll_t costs several epoll_ctl calls,
- * so the socket is parked instead, still watched for readability. Other sockets libcurl watches (the
- * threaded resolver's) lose their watcher as soon as libcurl lets go, because they are closed without a word.
- */
-struct sock_s {
-  uv_poll_t poll;
-  curl_socket_t fd;
-  int watching; /* UV_READABLE | UV_WRITABLE currently asked of the loop, 0 when stopped */
-  int wanted;   /* what libcurl asked for, 0 while parked */
-  int owned;    /* opened by us: engine_close_socket_cb will tell when it closes */
-  engine_t *engine;
-};
 
 static void engine_check_done(engine_t *e);
 
@@ -65,7 +51,43 @@ void request_free(request_t *req) {
 
 /* ---- libcurl <-> libuv glue -------------------------------------------------------------------------- */
 
-static void sock_close_cb(uv_handle_t *handle) { free(handle->data); }
+/*
+ * Socket records come from slabs of their own. They live as long as their connections, and a set-aside
+ * user's connection outlives the libcurl state allocated around it: from the general heap, each record
+ * would pin a page of freed memory that malloc_trim could otherwise return to the system.
+ */
+#define SOCK_SLAB 128
+
+typedef struct sock_slab_s {
+  struct sock_slab_s *next;
+  sock_t socks[SOCK_SLAB];
+} sock_slab_t;
+
+static sock_t *sock_alloc(engine_t *e) {
+  sock_t *s;
+  if (e->free_socks == NULL) {
+    sock_slab_t *slab = malloc(sizeof(*slab));
+    if (slab == NULL) return NULL;
+    slab->next = e->sock_slabs;
+    e->sock_slabs = slab;
+    for (int i = SOCK_SLAB - 1; i >= 0; i--) {
+      slab->socks[i].next_kept = e->free_socks;
+      e->free_socks = &slab->socks[i];
+    }
+  }
+  s = e->free_socks;
+  e->free_socks = s->next_kept;
+  memset(s, 0, sizeof(*s));
+  return s;
+}
+
+static void sock_free(sock_t *s) {
+  engine_t *e = s->engine;
+  s->next_kept = e->free_socks;
+  e->free_socks = s;
+}
+
+static void sock_close_cb(uv_handle_t *handle) { sock_free(handle->data); }
 
 static sock_t *engine_sock(engine_t *e, curl_socket_t fd) {
   return (size_t)fd < e->nsocks ? e->socks[fd] : NULL;
@@ -83,13 +105,13 @@ static sock_t *engine_sock_add(engine_t *e, curl_socket_t fd, int owned) {
     e->socks = socks;
     e->nsocks = n;
   }
-  if ((s = calloc(1, sizeof(*s))) == NULL) return NULL;
+  if ((s = sock_alloc(e)) == NULL) return NULL;
   s->fd = fd;
   s->owned = owned;
   s->engine = e;
   s->poll.data = s;
   if (uv_poll_init_socket(&e->loop, &s->poll, fd) != 0) {
-    free(s);
+    sock_free(s);
     return NULL;
   }
   /* A descriptor is only reused once closed, and every close of ours drops its entry: never a stale one. */
@@ -116,9 +138,18 @@ static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
     /*
      * A parked keep-alive connection became readable: the server closed it (or broke the protocol). Stop
      * watching it, or a level-triggered loop would spin; libcurl's liveness check before its next use
-     * finds it dead and opens a new one.
+     * finds it dead and opens a new one. A set-aside connection has nobody else to notice: close it.
+     * The event may be stale, though: libcurl can finish a transfer while acting on another socket (its
+     * timers run then), after epoll reported this one and before the loop got to it. Then nothing is there.
      */
-    sock_watch(s, 0);
+    char byte;
+    if (status == 0 && recv(s->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    s->dead = 1;
+    if (s->kept)
+      sock_close(s);
+    else
+      sock_watch(s, 0);
     return;
   }
   if (e->io_wake_ns == 0) e->io_wake_ns = uv_hrtime();
@@ -130,6 +161,7 @@ static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
   if (status < 0) {
     flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
     s->watching = 0;
+    s->dead = 1;
   } else {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
@@ -187,36 +219,130 @@ static int engine_socket_cb(CURL *easy, curl_socket_t fd, int action, void *user
   return 0;
 }
 
-/* CURLOPT_OPENSOCKETFUNCTION: the connection's socket, watched by the loop until it closes. */
+/*
+ * CURLOPT_OPENSOCKETFUNCTION: the connection's socket, watched by the loop until it closes. A user that was
+ * set aside gets its own keep-alive connection back when libcurl connects to the same address again.
+ */
 static curl_socket_t engine_open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
-  engine_t *e = clientp;
+  xfer_t *x = clientp;
+  engine_t *e = x->engine;
+  client_t *c = x->client;
   curl_socket_t fd;
-  sock_t *stale;
+  sock_t *s, **link;
+  const char *url = NULL;
   (void)purpose;
+
+  for (link = &c->kept; (s = *link) != NULL; link = &s->next_kept) {
+    if (s->peer_len == addr->addrlen && memcmp(&s->peer, &addr->addr, addr->addrlen) == 0) {
+      *link = s->next_kept;
+      s->next_kept = NULL;
+      s->kept = 0;
+      x->resume_fd = s->fd; /* engine_sockopt_cb tells libcurl that it is connected */
+      return s->fd;
+    }
+  }
   fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
   if (fd == CURL_SOCKET_BAD) return CURL_SOCKET_BAD;
-  if (LC_UNLIKELY((stale = engine_sock(e, fd)) != NULL)) engine_sock_drop(e, stale); /* cannot happen */
-  if (engine_sock_add(e, fd, 1) == NULL) {
+  if (LC_UNLIKELY((s = engine_sock(e, fd)) != NULL)) engine_sock_drop(e, s); /* cannot happen */
+  if ((s = engine_sock_add(e, fd, 1)) == NULL) {
     close(fd);
     errno = ENOMEM;
     return CURL_SOCKET_BAD;
   }
+  s->client = c;
+  if (addr->addrlen <= sizeof(s->peer)) {
+    memcpy(&s->peer, &addr->addr, addr->addrlen);
+    s->peer_len = addr->addrlen;
+  }
+  /* The URL being connected to (after a redirect, the new one): TLS state cannot be set aside. */
+  curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+  if (url == NULL || strncasecmp(url, "http:", 5) != 0) {
+    s->tls = 1;
+    c->tls_socks++;
+  }
   return fd;
 }
 
-/* CURLOPT_CLOSESOCKETFUNCTION: the watcher goes before the descriptor, which may be reused at once. */
+static int engine_sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose) {
+  xfer_t *x = clientp;
+  (void)purpose;
+  if (fd != x->resume_fd) return CURL_SOCKOPT_OK;
+  x->resume_fd = CURL_SOCKET_BAD;
+  x->resumed = 1;
+  __atomic_add_fetch(&x->engine->counters.resumed, 1, __ATOMIC_RELAXED);
+  return CURL_SOCKOPT_ALREADY_CONNECTED;
+}
+
+/*
+ * CURLOPT_CLOSESOCKETFUNCTION: the watcher goes before the descriptor, which may be reused at once. While a
+ * user is being set aside, its plain HTTP connections that are still healthy stay open, held by the user.
+ */
 static int engine_close_socket_cb(void *clientp, curl_socket_t fd) {
   engine_t *e = clientp;
   sock_t *s = engine_sock(e, fd);
-  if (s != NULL) engine_sock_drop(e, s);
-  return close(fd);
+  if (s == NULL) return close(fd);
+  if (e->setting_aside != NULL && s->client == e->setting_aside && !s->tls && !s->dead) {
+    s->kept = 1;
+    s->next_kept = s->client->kept;
+    s->client->kept = s;
+    sock_watch(s, UV_READABLE); /* for the server closing it; a socket libcurl never waited on is not yet */
+    return 0;
+  }
+  sock_close(s);
+  return 0;
 }
 
-void engine_socket_callbacks(engine_t *e, CURL *easy) {
-  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, engine_open_socket_cb);
-  curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, e);
-  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, engine_close_socket_cb);
-  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, e);
+/* Closes a socket of ours, with its watcher; a kept one must have left its client's list. */
+void sock_close(sock_t *s) {
+  engine_t *e = s->engine;
+  curl_socket_t fd = s->fd;
+  if (s->kept) {
+    sock_t **link = &s->client->kept;
+    while (*link != s) link = &(*link)->next_kept;
+    *link = s->next_kept;
+    s->kept = 0;
+  }
+  if (s->tls && s->client) s->client->tls_socks--;
+  engine_sock_drop(e, s);
+  close(fd);
+}
+
+void engine_socket_callbacks(engine_t *e, xfer_t *x) {
+  CURL *h = x->easy;
+  curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, engine_open_socket_cb);
+  curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, x);
+  curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, engine_sockopt_cb);
+  curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, x);
+  /* Connections outlive the transfer that opened them (the share's own handle closes them): the engine. */
+  curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, engine_close_socket_cb);
+  curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, e);
+}
+
+/*
+ * Every second (or sooner, for short idle times): set aside the users idle for long enough, and free the
+ * pooled easy handles that no transfer needed since the last sweep (the pool's low-water mark): a spawning
+ * burst fills the pool, and its handles, scattered through the heap, would keep the pages around them.
+ */
+static void engine_sweep_cb(uv_timer_t *timer) {
+  engine_t *e = timer->data;
+  uint64_t now = uv_now(&e->loop);
+  client_t *c, *next;
+  int n = 0;
+  for (c = e->clients; c; c = next) {
+    next = c->next;
+    if (e->set_aside_after_ms && c->share && c->nactive == 0 && c->waiting_head == NULL &&
+        now - c->idle_since >= e->set_aside_after_ms && client_set_aside(c) == 0)
+      n++;
+  }
+  for (int unused = e->nidle_low; unused > 0 && e->idle; unused--, n++) {
+    xfer_t *x = e->idle;
+    e->idle = x->next;
+    e->nidle--;
+    xfer_destroy(x);
+  }
+  e->nidle_low = e->nidle;
+  /* What they held went back to malloc: give whole pages back to the system. */
+  if (n >= 32) malloc_trim(0);
 }
 
 static void engine_timeout_cb(uv_timer_t *timer) {
@@ -336,6 +462,10 @@ static void engine_close_walk_cb(uv_handle_t *handle, void *arg) {
 
 static void engine_shutdown(engine_t *e) {
   while (e->clients) client_close(e->clients);
+  if (e->util) {
+    curl_easy_cleanup(e->util);
+    e->util = NULL;
+  }
   engine_publish(e);
   while (e->idle) {
     xfer_t *x = e->idle;
@@ -386,9 +516,10 @@ static void engine_wakeup_cb(uv_async_t *async) {
 
 /* ---- life cycle -------------------------------------------------------------------------------------- */
 
-int engine_init(engine_t *e) {
+int engine_init(engine_t *e, uint64_t set_aside_after_ms) {
   int rc;
   memset(e, 0, sizeof(*e));
+  e->set_aside_after_ms = set_aside_after_ms;
   e->priority_boost = 10;
   /* LOCUST_C_CURL_VERBOSE=1 prints libcurl's own trace of every transfer on stderr, for debugging. Read here,
    * on the Python thread, not by the engine thread while Python may be changing the environment. */
@@ -401,6 +532,13 @@ int engine_init(engine_t *e) {
   e->wakeup.data = e;
   uv_timer_init(&e->loop, &e->timeout);
   e->timeout.data = e;
+  uv_timer_init(&e->loop, &e->sweep);
+  e->sweep.data = e;
+  {
+    uint64_t every = set_aside_after_ms > 0 && set_aside_after_ms < 1000 ? set_aside_after_ms : 1000;
+    uv_timer_start(&e->sweep, engine_sweep_cb, every, every);
+  }
+  uv_unref((uv_handle_t *)&e->sweep);
   /* Neither may keep the loop alive on its own. */
   uv_prepare_init(&e->loop, &e->flush_timers);
   e->flush_timers.data = e;
@@ -490,6 +628,12 @@ void engine_destroy(engine_t *e) {
   free(e->socks);
   e->socks = NULL;
   e->nsocks = 0;
+  while (e->sock_slabs) {
+    sock_slab_t *slab = e->sock_slabs;
+    e->sock_slabs = slab->next;
+    free(slab);
+  }
+  e->free_socks = NULL;
   pthread_mutex_destroy(&e->lock);
   close(e->event_fd);
 }
@@ -501,5 +645,7 @@ void engine_counters(engine_t *e, engine_counters_t *out) {
   out->submitted = __atomic_load_n(&e->counters.submitted, __ATOMIC_ACQUIRE);
   out->clients = __atomic_load_n(&e->counters.clients, __ATOMIC_RELAXED);
   out->socket_events = __atomic_load_n(&e->counters.socket_events, __ATOMIC_RELAXED);
+  out->set_aside = __atomic_load_n(&e->counters.set_aside, __ATOMIC_RELAXED);
+  out->resumed = __atomic_load_n(&e->counters.resumed, __ATOMIC_RELAXED);
   out->in_flight = out->submitted - out->completed;
 }

@@ -17,9 +17,11 @@
 #ifndef LOCUST_C_H
 #define LOCUST_C_H
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 #include <uv.h>
@@ -124,6 +126,12 @@ enum {
  * flight, not the users, so that 10,000 idle users do not each hold libcurl's buffers. */
 #define ENGINE_IDLE_HANDLES 256
 
+/*
+ * A user whose last request ended this long ago is set aside (see client_set_aside) unless
+ * LOCUST_C_IDLE_SECONDS says otherwise; the sweep looks at most every second.
+ */
+#define ENGINE_SET_ASIDE_AFTER_MS 5000
+
 typedef struct client_s client_t;
 typedef struct engine_s engine_t;
 typedef struct xfer_s xfer_t;
@@ -200,6 +208,12 @@ struct client_s {
   char *ca_file;
   int refs;       /* Python's object, the engine's registration, a queued close command */
   int registered; /* known to the engine thread (it has submitted through this client) */
+
+  /* Engine thread only: setting an idle user aside (client_set_aside). */
+  uint64_t idle_since;             /* loop time (ms) when its last transfer ended */
+  int tls_socks;                   /* open connections that carry TLS: those cannot be set aside */
+  sock_t *kept;                    /* set aside: its keep-alive connections, without libcurl's state */
+  struct curl_slist *kept_cookies; /* set aside: its cookie jar, as Netscape lines */
 };
 
 /* ---- transfers (an easy handle and what it is doing) ------------------------------------------------- */
@@ -207,10 +221,13 @@ struct client_s {
 struct xfer_s {
   xfer_t *prev, *next;
   CURL *easy;
+  engine_t *engine;
   client_t *client;        /* while a transfer runs */
   uint64_t client_serial;  /* the client whose options the handle carries */
   const char *default_ca;  /* libcurl's built-in CA bundle path (setting NULL would disable it) */
   request_t *req;
+  curl_socket_t resume_fd; /* a set-aside connection handed to libcurl as already connected, or -1 */
+  int resumed;             /* this attempt runs on a set-aside connection */
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -218,6 +235,38 @@ xfer_t *xfer_create(engine_t *e);
 int xfer_start(xfer_t *x, request_t *req);
 void xfer_finish(xfer_t *x, CURLcode code);
 void xfer_destroy(xfer_t *x);
+
+/* ---- sockets ----------------------------------------------------------------------------------------- */
+
+/*
+ * A socket libcurl uses, with the loop's watcher on it. Connection sockets (opened through the engine's
+ * CURLOPT_OPENSOCKETFUNCTION) keep theirs from open to close: between two requests on a keep-alive connection
+ * libcurl stops watching the socket, and stopping and restarting a uv_poll_t costs several epoll_ctl calls,
+ * so the socket is parked instead, still watched for readability. Other sockets libcurl watches (the
+ * threaded resolver's) lose their watcher as soon as libcurl lets go, because they are closed without a word.
+ */
+struct sock_s {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  int watching; /* UV_READABLE | UV_WRITABLE currently asked of the loop, 0 when stopped */
+  int wanted;   /* what libcurl asked for, 0 while parked */
+  int owned;    /* opened by us: the close callback will tell when it closes */
+  int tls;      /* opened for an https URL */
+  int kept;     /* in client->kept: libcurl has forgotten this connection, we hold it */
+  int dead;     /* the loop saw an error, or the server closing it while parked */
+  engine_t *engine;
+  client_t *client; /* owned sockets: the user whose connection this is */
+  sock_t *next_kept;
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+  } peer; /* where it is connected to, to hand it back only for the same address */
+  socklen_t peer_len;
+};
+
+void engine_socket_callbacks(engine_t *e, xfer_t *x);
+void sock_close(sock_t *s);
 
 /* ---- engine ------------------------------------------------------------------------------------------ */
 
@@ -227,6 +276,8 @@ typedef struct {
   uint64_t in_flight;
   uint64_t clients;
   uint64_t socket_events; /* readiness events the loop delivered, parked connections' included */
+  uint64_t set_aside;     /* times an idle user was set aside */
+  uint64_t resumed;       /* times a set-aside connection carried a request again */
 } engine_counters_t;
 
 struct engine_s {
@@ -255,14 +306,21 @@ struct engine_s {
   int in_io;           /* inside a socket callback: a transfer finishing now was woken at io_wake_ns */
   sock_t **socks; /* the watched sockets, indexed by descriptor */
   size_t nsocks;
+  sock_t *free_socks;       /* unused records of the slabs below */
+  struct sock_slab_s *sock_slabs;
+  client_t *setting_aside; /* the client whose connections the close callback keeps open */
+  uv_timer_t sweep;        /* sets idle users aside */
+  uint64_t set_aside_after_ms;
+  CURL *util;              /* moves cookie jars in and out of shares */
   xfer_t *idle; /* easy handles between transfers, shared by every client of the engine */
   int nidle;
+  int nidle_low; /* the fewest idle handles since the last sweep: that many were not needed */
   int destroyed_since_trim;
   uint64_t in_flight;
   engine_counters_t counters;
 };
 
-int engine_init(engine_t *e);
+int engine_init(engine_t *e, uint64_t set_aside_after_ms);
 int engine_start(engine_t *e);
 int engine_send(engine_t *e, cmd_t *cmd);
 int engine_stop(engine_t *e);
@@ -270,7 +328,6 @@ request_t *engine_drain(engine_t *e);
 void engine_destroy(engine_t *e);
 void engine_complete(engine_t *e, request_t *req);
 void engine_counters(engine_t *e, engine_counters_t *out);
-void engine_socket_callbacks(engine_t *e, CURL *easy);
 
 client_t *client_create(engine_t *e, const client_options_t *opts);
 void client_ref(client_t *c);
@@ -279,6 +336,7 @@ void client_run_next(client_t *c);
 void client_close(client_t *c);
 void client_cancel(client_t *c, uint64_t id);
 void client_submit(client_t *c, request_t *req);
+int client_set_aside(client_t *c);
 
 void request_free(request_t *req);
 

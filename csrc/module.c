@@ -489,10 +489,13 @@ static PyType_Spec endpoint_spec = {
 /* ---- Engine ------------------------------------------------------------------------------------------ */
 
 static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"idle_seconds", NULL};
+  double idle_seconds = ENGINE_SET_ASIDE_AFTER_MS / 1000.0;
   EngineObject *self;
   int rc;
-  if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
-    PyErr_SetString(PyExc_TypeError, "Engine() takes no arguments");
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$d:Engine", kwlist, &idle_seconds)) return NULL;
+  if (!(idle_seconds >= 0 && idle_seconds <= 86400)) {
+    PyErr_SetString(PyExc_ValueError, "idle_seconds must be from 0 (never set users aside) to 86400");
     return NULL;
   }
   self = (EngineObject *)type->tp_alloc(type, 0);
@@ -503,7 +506,7 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     Py_DECREF(self);
     return PyErr_NoMemory();
   }
-  if ((rc = engine_init(self->engine)) != 0) {
+  if ((rc = engine_init(self->engine, (uint64_t)(idle_seconds * 1000))) != 0) {
     free(self->engine);
     self->engine = NULL;
     Py_DECREF(self);
@@ -720,10 +723,10 @@ static PyObject *engine_py_counters(EngineObject *self, PyObject *unused) {
   engine_counters_t c;
   if (engine_check(self) < 0) return NULL;
   engine_counters(self->engine, &c);
-  return Py_BuildValue("{sKsKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
+  return Py_BuildValue("{sKsKsKsKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
                        (unsigned long long)c.completed, "in_flight", (unsigned long long)(c.submitted - c.completed),
-                       "clients", (unsigned long long)c.clients, "socket_events",
-                       (unsigned long long)c.socket_events);
+                       "clients", (unsigned long long)c.clients, "socket_events", (unsigned long long)c.socket_events,
+                       "set_aside", (unsigned long long)c.set_aside, "resumed", (unsigned long long)c.resumed);
 }
 
 static PyObject *engine_get_running(EngineObject *self, void *closure) {

@@ -49,13 +49,14 @@ void client_unref(client_t *c) {
 }
 
 /*
- * The first request of a client makes it known to the engine. Its share handle holds the user's own
- * connection cache and cookie jar, so that two users never reuse each other's keep-alive connections or
- * see each other's cookies, while all of them run in the one multi handle. No lock functions are set: only
- * this thread ever uses the share.
+ * The user's share handle holds its own connection cache and cookie jar, so that two users never reuse each
+ * other's keep-alive connections or see each other's cookies, while all of them run in the one multi handle.
+ * No lock functions are set: only this thread ever uses the share. A user coming back from being set aside
+ * gets its cookies back here (its connections come back in engine_open_socket_cb).
  */
-static int client_register(client_t *c) {
+static int client_share_open(client_t *c) {
   engine_t *e = c->engine;
+  struct curl_slist *line;
   c->share = curl_share_init();
   if (c->share == NULL) return -ENOMEM;
   curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
@@ -63,12 +64,51 @@ static int client_register(client_t *c) {
   /* TLS sessions too, when the user has an https host: a pooled easy handle must not let a new user resume
    * another user's session, so the cache is the user's own (or, see xfer_configure, there is none). */
   if (c->opts.tls_sessions) curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  if (c->kept_cookies && (e->util != NULL || (e->util = curl_easy_init()) != NULL)) {
+    curl_easy_setopt(e->util, CURLOPT_SHARE, c->share);
+    for (line = c->kept_cookies; line; line = line->next) curl_easy_setopt(e->util, CURLOPT_COOKIELIST, line->data);
+    curl_easy_setopt(e->util, CURLOPT_SHARE, NULL);
+  }
+  curl_slist_free_all(c->kept_cookies);
+  c->kept_cookies = NULL;
+  return 0;
+}
+
+/* The first request of a client makes it known to the engine. */
+static int client_register(client_t *c) {
+  engine_t *e = c->engine;
+  if (client_share_open(c) != 0) return -ENOMEM;
   c->next = e->clients;
   if (e->clients) e->clients->prev = c;
   e->clients = c;
   c->registered = 1;
   client_ref(c);
   e->counters.clients++;
+  return 0;
+}
+
+/*
+ * Sets an idle user aside. In libcurl 7.88 a share with a connection cache costs about 9 KiB and each cached
+ * connection about 5 KiB more, so ten thousand users that wait between requests would hold 140 MiB in state
+ * they do not use. An idle user keeps only what the server can see: its TCP connections (their descriptors,
+ * watched for the server closing them) and its cookies (as text). The share goes. The next request opens a
+ * new share, and libcurl, connecting to the same address, is handed the same socket as already connected:
+ * the server sees one keep-alive connection, as before. Users with TLS or HTTP/2 connections, or a proxy,
+ * keep everything (their connection state cannot be rebuilt from a socket). Returns 0 when set aside.
+ */
+int client_set_aside(client_t *c) {
+  engine_t *e = c->engine;
+  if (c->opts.http2 || c->opts.proxy || c->opts.tls_sessions || c->tls_socks > 0) return -EINVAL;
+  if (e->util == NULL && (e->util = curl_easy_init()) == NULL) return -ENOMEM;
+  curl_easy_setopt(e->util, CURLOPT_SHARE, c->share);
+  curl_easy_getinfo(e->util, CURLINFO_COOKIELIST, &c->kept_cookies);
+  curl_easy_setopt(e->util, CURLOPT_SHARE, NULL);
+  /* Closing the share closes its connections: engine_close_socket_cb keeps this user's healthy ones. */
+  e->setting_aside = c;
+  curl_share_cleanup(c->share);
+  e->setting_aside = NULL;
+  c->share = NULL;
+  __atomic_add_fetch(&e->counters.set_aside, 1, __ATOMIC_RELAXED);
   return 0;
 }
 
@@ -84,7 +124,7 @@ static void client_start(client_t *c, request_t *req) {
   int rc;
   if (x != NULL) {
     e->idle = x->next;
-    e->nidle--;
+    if (--e->nidle < e->nidle_low) e->nidle_low = e->nidle;
   } else if ((x = xfer_create(e)) == NULL) {
     client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a transfer");
     return;
@@ -100,6 +140,10 @@ static void client_start(client_t *c, request_t *req) {
 
 void client_submit(client_t *c, request_t *req) {
   if (LC_UNLIKELY(!c->registered) && client_register(c) != 0) {
+    client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a client");
+    return;
+  }
+  if (LC_UNLIKELY(c->share == NULL) && client_share_open(c) != 0) { /* it was set aside */
     client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a client");
     return;
   }
@@ -141,6 +185,7 @@ static void client_unlink_active(client_t *c, xfer_t *x) {
 static void client_recycle(client_t *c, xfer_t *x) {
   engine_t *e = c->engine;
   client_unlink_active(c, x);
+  if (c->nactive == 0) c->idle_since = uv_now(&e->loop);
   x->req = NULL;
   x->client = NULL;
   curl_easy_setopt(x->easy, CURLOPT_SHARE, NULL);
@@ -212,6 +257,9 @@ void client_close(client_t *c) {
   /* With no easy handle attached any more, the share can close the user's keep-alive connections. */
   curl_share_cleanup(c->share);
   c->share = NULL;
+  while (c->kept) sock_close(c->kept);
+  curl_slist_free_all(c->kept_cookies);
+  c->kept_cookies = NULL;
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -252,8 +300,10 @@ xfer_t *xfer_create(engine_t *e) {
     return NULL;
   }
   CURL *h = x->easy;
+  x->engine = e;
+  x->resume_fd = CURL_SOCKET_BAD;
   curl_easy_setopt(h, CURLOPT_PRIVATE, x);
-  engine_socket_callbacks(e, h);
+  engine_socket_callbacks(e, x);
   /* Turn the cookie engine on (an empty file name loads nothing); the cookies live in each user's share. */
   curl_easy_setopt(h, CURLOPT_COOKIEFILE, "");
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -302,6 +352,8 @@ int xfer_start(xfer_t *x, request_t *req) {
   engine_t *e = x->client->engine;
   x->req = req;
   x->errbuf[0] = '\0';
+  x->resume_fd = CURL_SOCKET_BAD;
+  x->resumed = 0;
   xfer_configure(x, x->client);
   curl_easy_setopt(h, CURLOPT_SHARE, x->client->share);
 
@@ -352,6 +404,15 @@ void xfer_finish(xfer_t *x, CURLcode code) {
   long redirects = 0;
 
   curl_multi_remove_handle(c->engine->multi, h);
+  /*
+   * A set-aside connection the server closed just as it was handed back fails like a reused one: send it
+   * again on a new connection, as libcurl does for its own reused connections.
+   */
+  if (LC_UNLIKELY(code != CURLE_OK) && x->resumed &&
+      (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING)) {
+    req->head.len = req->content.len = 0;
+    if (xfer_start(x, req) == 0) return;
+  }
   if (LC_UNLIKELY(code != CURLE_OK) && xfer_should_retry(x, code)) {
     req->retries_left--;
     req->head.len = req->content.len = 0;

@@ -5,6 +5,8 @@ that drives libcurl. Finished requests come back through an eventfd that the gev
 watcher's callback is the engine's own ``dispatch``, which resumes each waiting greenlet with its result.
 
 ``LOCUST_C_THREADS=N`` runs N engines in one process; users are spread over them round-robin.
+``LOCUST_C_IDLE_SECONDS=S`` (default 5) sets a user aside once its last request is S seconds old: its
+keep-alive connections stay open, but libcurl's per-user state is freed until its next request (0: never).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ class EngineHandle:
 
     __slots__ = ("engine", "pid", "pending", "valid", "watcher", "__weakref__")
 
-    def __init__(self) -> None:
-        self.engine = _engine.Engine()
+    def __init__(self, idle_seconds: float) -> None:
+        self.engine = _engine.Engine(idle_seconds=idle_seconds)
         self.pid = os.getpid()
         self.pending = 0
         self.valid = True  # False once stopped, and in a forked child: sessions then connect to a new engine
@@ -72,10 +74,23 @@ def thread_count() -> int:
     return n
 
 
+def idle_seconds() -> float:
+    """After how long without a request a user is set aside (``LOCUST_C_IDLE_SECONDS``, default 5; 0: never)."""
+    raw = os.environ.get("LOCUST_C_IDLE_SECONDS", "5")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:
+        raise ValueError(f"LOCUST_C_IDLE_SECONDS must be a number of seconds from 0 to 86400, not {raw!r}")
+    return seconds
+
+
 def acquire() -> EngineHandle:
     """The engine for the next new user, starting the engines of this process on first use."""
     if not _handles:
-        _handles.extend(EngineHandle() for _ in range(thread_count()))
+        threads, idle = thread_count(), idle_seconds()
+        _handles.extend(EngineHandle(idle) for _ in range(threads))
     return _handles[next(_round_robin) % len(_handles)]
 
 

@@ -46,3 +46,14 @@ def fresh_testserver() -> Iterator[Any]:
     """A TestServer of its own for one test, for tests that need untouched counters or stop the server."""
     with load_testserver_module().TestServer() as server:
         yield server
+
+
+@pytest.fixture
+def set_aside_quickly(monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
+    """Engines that set a user aside after 0.2 s without a request (LOCUST_C_IDLE_SECONDS) for one test."""
+    from locust_c import engine  # imported here: the test modules have imported Locust by now
+
+    engine.shutdown()
+    monkeypatch.setenv("LOCUST_C_IDLE_SECONDS", "0.2")
+    yield 0.2
+    engine.shutdown()  # later tests get engines with the default again

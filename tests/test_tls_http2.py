@@ -160,3 +160,18 @@ def test_a_new_user_does_not_resume_another_users_tls_session(tls_server):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr.count("SSL connection using") == 3  # three handshakes...
     assert "re-using session" not in proc.stderr  # ...none of them resumed from another user
+
+
+def test_a_user_with_a_tls_connection_is_never_set_aside(tls_server, testserver, set_aside_quickly):
+    # A plain-HTTP user that also holds an https connection: TLS state cannot be rebuilt from a socket.
+    s, rec = session(testserver.url)
+    try:
+        assert s.get("/").status_code == 200
+        assert s.get(f"{tls_server}/x").status_code == 200
+        engine = s._handle.engine
+        swept = engine.counters()["set_aside"]
+        gevent.sleep(0.6)  # three sweeps
+        assert engine.counters()["set_aside"] == swept
+        assert s.get(f"{tls_server}/x").status_code == 200 and not rec.failures()
+    finally:
+        s.close()
