@@ -506,7 +506,7 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     Py_DECREF(self);
     return PyErr_NoMemory();
   }
-  if ((rc = engine_init(self->engine, (uint64_t)(idle_seconds * 1000))) != 0) {
+  if ((rc = engine_init(self->engine, idle_seconds > 0 ? (uint64_t)(idle_seconds * 1000) + 1 : 0)) != 0) {
     free(self->engine);
     self->engine = NULL;
     Py_DECREF(self);
