@@ -219,9 +219,22 @@ static int engine_socket_cb(CURL *easy, curl_socket_t fd, int action, void *user
   return 0;
 }
 
+/* A hash of the URL's authority (host and port, case folded): a kept connection only serves the same one. */
+static uint64_t url_authority_hash(const char *url) {
+  uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+  const char *p = url ? strstr(url, "://") : NULL;
+  if (p == NULL) return 0;
+  for (p += 3; *p && *p != '/' && *p != '?' && *p != '#'; p++) {
+    h ^= (unsigned char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
 /*
  * CURLOPT_OPENSOCKETFUNCTION: the connection's socket, watched by the loop until it closes. A user that was
- * set aside gets its own keep-alive connection back when libcurl connects to the same address again.
+ * set aside gets its own keep-alive connection back when libcurl connects to the same host at the same
+ * address again.
  */
 static curl_socket_t engine_open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
   xfer_t *x = clientp;
@@ -230,13 +243,19 @@ static curl_socket_t engine_open_socket_cb(void *clientp, curlsocktype purpose, 
   curl_socket_t fd;
   sock_t *s, **link;
   const char *url = NULL;
+  uint64_t authority;
   (void)purpose;
 
+  /* The URL being connected to (after a redirect, the new one). */
+  curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+  authority = url_authority_hash(url);
   for (link = &c->kept; (s = *link) != NULL; link = &s->next_kept) {
-    if (s->peer_len == addr->addrlen && memcmp(&s->peer, &addr->addr, addr->addrlen) == 0) {
+    if (s->authority == authority && s->peer_len == addr->addrlen &&
+        memcmp(&s->peer, &addr->addr, addr->addrlen) == 0) {
       *link = s->next_kept;
       s->next_kept = NULL;
       s->kept = 0;
+      s->handed_back++;
       x->resume_fd = s->fd; /* engine_sockopt_cb tells libcurl that it is connected */
       return s->fd;
     }
@@ -250,13 +269,12 @@ static curl_socket_t engine_open_socket_cb(void *clientp, curlsocktype purpose, 
     return CURL_SOCKET_BAD;
   }
   s->client = c;
+  s->authority = authority;
   if (addr->addrlen <= sizeof(s->peer)) {
     memcpy(&s->peer, &addr->addr, addr->addrlen);
     s->peer_len = addr->addrlen;
   }
-  /* The URL being connected to (after a redirect, the new one): TLS state cannot be set aside. */
-  curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
-  if (url == NULL || strncasecmp(url, "http:", 5) != 0) {
+  if (url == NULL || strncasecmp(url, "http:", 5) != 0) { /* TLS state cannot be set aside */
     s->tls = 1;
     c->tls_socks++;
   }
@@ -276,13 +294,21 @@ static int engine_sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpo
 /*
  * CURLOPT_CLOSESOCKETFUNCTION: the watcher goes before the descriptor, which may be reused at once. While a
  * user is being set aside, its plain HTTP connections that are still healthy stay open, held by the user.
+ *
+ * libcurl before 8.0 ignores CURL_SOCKOPT_ALREADY_CONNECTED and calls connect() on the socket it is handed
+ * (curl issue 10626). Linux lets that pass once, on a socket whose own non-blocking connect() was never
+ * followed by another, and answers EISCONN after that. So with those versions a connection is handed back
+ * at most once: at the user's next idle period it is closed (as libcurl closes connections idle for two
+ * minutes) and its next request opens a new one.
  */
 static int engine_close_socket_cb(void *clientp, curl_socket_t fd) {
   engine_t *e = clientp;
   sock_t *s = engine_sock(e, fd);
   if (s == NULL) return close(fd);
-  if (e->setting_aside != NULL && s->client == e->setting_aside && !s->tls && !s->dead) {
+  if (e->setting_aside != NULL && s->client == e->setting_aside && !s->tls && !s->dead &&
+      (e->hand_back_again || s->handed_back == 0)) {
     s->kept = 1;
+    s->kept_since = uv_now(&e->loop);
     s->next_kept = s->client->kept;
     s->client->kept = s;
     sock_watch(s, UV_READABLE); /* for the server closing it; a socket libcurl never waited on is not yet */
@@ -333,6 +359,11 @@ static void engine_sweep_cb(uv_timer_t *timer) {
     if (e->set_aside_after_ms && c->share && c->nactive == 0 && c->waiting_head == NULL &&
         now - c->idle_since >= e->set_aside_after_ms && client_set_aside(c) == 0)
       n++;
+    /* libcurl does not reuse a connection idle for longer than CURLOPT_MAXAGE_CONN; neither do we. */
+    for (sock_t *s = c->kept, *snext; s; s = snext) {
+      snext = s->next_kept;
+      if (now - s->kept_since >= ENGINE_KEPT_MAX_AGE_MS) sock_close(s);
+    }
   }
   for (int unused = e->nidle_low; unused > 0 && e->idle; unused--, n++) {
     xfer_t *x = e->idle;
@@ -520,6 +551,7 @@ int engine_init(engine_t *e, uint64_t set_aside_after_ms) {
   int rc;
   memset(e, 0, sizeof(*e));
   e->set_aside_after_ms = set_aside_after_ms;
+  e->hand_back_again = curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
   e->priority_boost = 10;
   /* LOCUST_C_CURL_VERBOSE=1 prints libcurl's own trace of every transfer on stderr, for debugging. Read here,
    * on the Python thread, not by the engine thread while Python may be changing the environment. */

@@ -132,6 +132,9 @@ enum {
  */
 #define ENGINE_SET_ASIDE_AFTER_MS 5000
 
+/* A set-aside connection idle this long is closed: libcurl's default CURLOPT_MAXAGE_CONN. */
+#define ENGINE_KEPT_MAX_AGE_MS 118000
+
 typedef struct client_s client_t;
 typedef struct engine_s engine_t;
 typedef struct xfer_s xfer_t;
@@ -254,6 +257,9 @@ struct sock_s {
   int tls;      /* opened for an https URL */
   int kept;     /* in client->kept: libcurl has forgotten this connection, we hold it */
   int dead;     /* the loop saw an error, or the server closing it while parked */
+  int handed_back;     /* times it went back to libcurl after being kept */
+  uint64_t kept_since; /* loop time (ms) it was kept */
+  uint64_t authority;  /* hash of the host and port it was opened for */
   engine_t *engine;
   client_t *client; /* owned sockets: the user whose connection this is */
   sock_t *next_kept;
@@ -311,6 +317,7 @@ struct engine_s {
   client_t *setting_aside; /* the client whose connections the close callback keeps open */
   uv_timer_t sweep;        /* sets idle users aside */
   uint64_t set_aside_after_ms;
+  int hand_back_again;     /* libcurl honours CURL_SOCKOPT_ALREADY_CONNECTED (8.0 and later) */
   CURL *util;              /* moves cookie jars in and out of shares */
   xfer_t *idle; /* easy handles between transfers, shared by every client of the engine */
   int nidle;

@@ -98,6 +98,7 @@ static int client_register(client_t *c) {
  */
 int client_set_aside(client_t *c) {
   engine_t *e = c->engine;
+  CURLSHcode rc;
   if (c->opts.http2 || c->opts.proxy || c->opts.tls_sessions || c->tls_socks > 0) return -EINVAL;
   if (e->util == NULL && (e->util = curl_easy_init()) == NULL) return -ENOMEM;
   curl_easy_setopt(e->util, CURLOPT_SHARE, c->share);
@@ -105,8 +106,13 @@ int client_set_aside(client_t *c) {
   curl_easy_setopt(e->util, CURLOPT_SHARE, NULL);
   /* Closing the share closes its connections: engine_close_socket_cb keeps this user's healthy ones. */
   e->setting_aside = c;
-  curl_share_cleanup(c->share);
+  rc = curl_share_cleanup(c->share);
   e->setting_aside = NULL;
+  if (rc != CURLSHE_OK) { /* still in use (cannot happen: pooled handles leave it): keep the user as it is */
+    curl_slist_free_all(c->kept_cookies);
+    c->kept_cookies = NULL;
+    return -EBUSY;
+  }
   c->share = NULL;
   __atomic_add_fetch(&e->counters.set_aside, 1, __ATOMIC_RELAXED);
   return 0;
@@ -394,6 +400,16 @@ static int xfer_should_retry(xfer_t *x, CURLcode code) {
          code == CURLE_GOT_NOTHING;
 }
 
+/* Not a byte of any response arrived, on no hop: sending the request again cannot repeat what the server did. */
+static int xfer_got_nothing(xfer_t *x) {
+  long header_size = 0, redirects = 0;
+  curl_off_t body = 0;
+  curl_easy_getinfo(x->easy, CURLINFO_HEADER_SIZE, &header_size);
+  curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &body);
+  curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
+  return header_size == 0 && body == 0 && redirects == 0;
+}
+
 /* Called when libcurl is done with the handle, whatever the outcome. */
 void xfer_finish(xfer_t *x, CURLcode code) {
   client_t *c = x->client;
@@ -409,7 +425,7 @@ void xfer_finish(xfer_t *x, CURLcode code) {
    * again on a new connection, as libcurl does for its own reused connections.
    */
   if (LC_UNLIKELY(code != CURLE_OK) && x->resumed &&
-      (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING)) {
+      (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING) && xfer_got_nothing(x)) {
     req->head.len = req->content.len = 0;
     if (xfer_start(x, req) == 0) return;
   }

@@ -15,7 +15,7 @@ from gevent.event import Event
 from gevent.server import StreamServer
 from helpers import session
 
-from locust_c import FastCSession
+from locust_c import FastCSession, _engine
 from locust_c import engine as engines
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -54,6 +54,25 @@ def test_an_idle_user_keeps_its_connection_and_cookies(set_aside_quickly, fresh_
         assert again.json() == {"flavour": "oat"}
         assert again.headers["x-connection-id"] == first.headers["x-connection-id"]
         assert counters(s)["resumed"] == 1 and not rec.failures()
+    finally:
+        s.close()
+
+
+def test_a_user_set_aside_again_and_again_loses_no_request(set_aside_quickly, fresh_testserver):
+    # libcurl before 8.0 calls connect() on a socket handed back as connected: Linux lets that pass once per
+    # socket, so there a connection is closed at its second idle period and the next request opens a new one.
+    hands_back_again = int(_engine.curl_version.split(".")[0]) >= 8
+    s, rec = session(fresh_testserver.url)
+    try:
+        responses = []
+        for cycle in range(1, 5):
+            responses.append(s.get("/"))
+            wait_for(lambda n=cycle: counters(s)["set_aside"] == n, f"set-aside number {cycle}")
+        responses.append(s.get("/"))
+        assert [r.error for r in responses] == [None] * 5
+        ids = [r.headers["x-connection-id"] for r in responses]
+        assert ids == ["1"] * 5 if hands_back_again else ids == ["1", "1", "2", "2", "3"]
+        assert fresh_testserver.stats()["connections_open"] == 1
     finally:
         s.close()
 
