@@ -356,8 +356,7 @@ static void engine_sweep_cb(uv_timer_t *timer) {
   int n = 0;
   for (c = e->clients; c; c = next) {
     next = c->next;
-    if (e->set_aside_after_ms && c->share && c->nactive == 0 && c->waiting_head == NULL &&
-        now - c->idle_since >= e->set_aside_after_ms && client_set_aside(c) == 0)
+    if (e->set_aside_after_ms && c->share && now - c->idle_since >= e->set_aside_after_ms && client_set_aside(c) == 0)
       n++;
     /* libcurl does not reuse a connection idle for longer than CURLOPT_MAXAGE_CONN; neither do we. */
     for (sock_t *s = c->kept, *snext; s; s = snext) {
@@ -530,6 +529,9 @@ static void engine_wakeup_cb(uv_async_t *async) {
       break;
     case CMD_CANCEL:
       client_cancel(cmd->client, cmd->id);
+      break;
+    case CMD_SET_ASIDE: /* the user is about to wait at least the idle time: no need to wait for the sweep */
+      if (e->set_aside_after_ms && cmd->client->registered) client_set_aside(cmd->client);
       break;
     case CMD_CLOSE_CLIENT:
       client_close(cmd->client);

@@ -141,7 +141,7 @@ typedef struct xfer_s xfer_t;
 typedef struct request_s request_t;
 typedef struct sock_s sock_t;
 
-typedef enum { CMD_SUBMIT, CMD_CANCEL, CMD_CLOSE_CLIENT, CMD_STOP } cmd_kind_t;
+typedef enum { CMD_SUBMIT, CMD_CANCEL, CMD_SET_ASIDE, CMD_CLOSE_CLIENT, CMD_STOP } cmd_kind_t;
 
 typedef struct cmd_s {
   struct cmd_s *next;

@@ -1074,11 +1074,28 @@ static PyObject *client_close_py(ClientObject *self, PyObject *unused) {
 
 static PyObject *client_get_closed(ClientObject *self, void *closure) { return PyBool_FromLong(self->closed); }
 
+static PyObject *client_set_aside_py(ClientObject *self, PyObject *unused) {
+  cmd_t *cmd;
+  int rc;
+  if (self->closed || self->engine->engine == NULL || self->engine->pid != process_pid) Py_RETURN_NONE;
+  cmd = calloc(1, sizeof(*cmd));
+  if (cmd == NULL) return PyErr_NoMemory();
+  cmd->kind = CMD_SET_ASIDE;
+  cmd->client = self->client;
+  if ((rc = engine_send(self->engine->engine, cmd)) != 0) {
+    free(cmd);
+    if (rc != -ESHUTDOWN) return lc_raise(rc, "cannot set the user aside");
+  }
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef client_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))client_submit_py, METH_FASTCALL,
      "submit(token, method, url, headers, body, flags, endpoint) -> id\n\nQueue a request; "
      "token.switch(result) is called from the hub when it finishes; endpoint (or None) records its statistics."},
     {"cancel", (PyCFunction)client_cancel_py, METH_O, "Cancel a request by id; its result still comes back."},
+    {"set_aside", (PyCFunction)client_set_aside_py, METH_NOARGS,
+     "Set this user aside now if it is idle (the engine would after its idle time)."},
     {"close", (PyCFunction)client_close_py, METH_NOARGS, "Close this user's connections and cancel its requests."},
     {NULL},
 };

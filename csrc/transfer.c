@@ -99,6 +99,7 @@ static int client_register(client_t *c) {
 int client_set_aside(client_t *c) {
   engine_t *e = c->engine;
   CURLSHcode rc;
+  if (c->share == NULL || c->nactive > 0 || c->waiting_head != NULL) return -EBUSY; /* aside, or not idle */
   if (c->opts.http2 || c->opts.proxy || c->opts.tls_sessions || c->tls_socks > 0) return -EINVAL;
   if (e->util == NULL && (e->util = curl_easy_init()) == NULL) return -ENOMEM;
   curl_easy_setopt(e->util, CURLOPT_SHARE, c->share);

@@ -23,10 +23,11 @@ from . import _engine
 class EngineHandle:
     """One running engine and the hub watcher that delivers its results."""
 
-    __slots__ = ("engine", "pid", "pending", "valid", "watcher", "__weakref__")
+    __slots__ = ("engine", "idle_seconds", "pid", "pending", "valid", "watcher", "__weakref__")
 
     def __init__(self, idle_seconds: float) -> None:
         self.engine = _engine.Engine(idle_seconds=idle_seconds)
+        self.idle_seconds = idle_seconds
         self.pid = os.getpid()
         self.pending = 0
         self.valid = True  # False once stopped, and in a forked child: sessions then connect to a new engine

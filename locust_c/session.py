@@ -399,6 +399,12 @@ class FastCSession:
         finally:
             self.request_name = None
 
+    def _idle_for(self, seconds: float) -> None:
+        """The user is about to wait ``seconds``: at least its engine's idle time means set it aside now."""
+        handle = self._handle
+        if self._client is not None and handle.valid and 0 < handle.idle_seconds <= seconds:
+            self._client.set_aside()
+
     # ---- requests --------------------------------------------------------------------------------------
 
     def _build_url(self, path: str) -> str:

@@ -80,6 +80,19 @@ class FastCUser(User, RestMixin):
             http2=self.http2,
             ssl_context_factory=self.ssl_context_factory,
         )
+        # A user about to wait at least LOCUST_C_IDLE_SECONDS is set aside as its wait begins, rather than once
+        # the wait has lasted that long: thousands of users that wait long cost little memory from the start.
+        wait_time = self.wait_time
+        if wait_time is not None:
+            client = self.client
+
+            def wait_time_then_set_aside() -> float:
+                seconds = wait_time()
+                if seconds >= 1.0:
+                    client._idle_for(seconds)
+                return seconds
+
+            self.wait_time = wait_time_then_set_aside
 
     def run(self) -> None:
         # on_stop runs inside User.run and may still make requests: close the connections after it.

@@ -141,3 +141,44 @@ def test_a_bad_idle_time_is_a_clear_error(monkeypatch, testserver):
         s.close()
         monkeypatch.undo()
         engines.shutdown()
+
+
+def test_a_user_about_to_wait_long_is_set_aside_at_once(monkeypatch, fresh_testserver):
+    from locust import constant, events, task
+    from locust.env import Environment
+
+    from locust_c import FastCUser
+
+    engines.shutdown()
+    monkeypatch.setenv("LOCUST_C_IDLE_SECONDS", "60")  # the sweep alone would take a minute
+
+    class Sleeper(FastCUser):
+        host = fresh_testserver.url
+        wait_time = constant(120)
+
+        @task
+        def one(self) -> None:
+            self.client.get("/")
+
+    class Busy(FastCUser):
+        host = fresh_testserver.url
+        wait_time = constant(0.01)
+
+        @task
+        def one(self) -> None:
+            self.client.get("/")
+
+    env = Environment(user_classes=[Sleeper, Busy], events=events)
+    runner = env.create_local_runner()
+    try:
+        runner.start(2, spawn_rate=2)
+        wait_for(lambda: engines.handles() and engines.handles()[0].engine.counters()["set_aside"] == 1,
+                 "the sleeping user to be set aside")
+        gevent.sleep(0.3)  # the busy user goes on without being set aside
+        counters = engines.handles()[0].engine.counters()
+        assert counters["set_aside"] == 1 and counters["completed"] > 5
+        assert fresh_testserver.stats()["connections_open"] == 2
+    finally:
+        runner.quit()
+        monkeypatch.undo()
+        engines.shutdown()
