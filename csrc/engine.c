@@ -126,6 +126,7 @@ static void engine_sock_drop(engine_t *e, sock_t *s) {
 
 /* Asks the loop for these events, touching epoll only when they change. */
 static void sock_watch(sock_t *s, int events);
+static void sock_forget(sock_t *s);
 
 static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
   sock_t *s = poll->data;
@@ -262,7 +263,7 @@ static curl_socket_t engine_open_socket_cb(void *clientp, curlsocktype purpose, 
   }
   fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
   if (fd == CURL_SOCKET_BAD) return CURL_SOCKET_BAD;
-  if (LC_UNLIKELY((s = engine_sock(e, fd)) != NULL)) engine_sock_drop(e, s); /* cannot happen */
+  if (LC_UNLIKELY((s = engine_sock(e, fd)) != NULL)) sock_forget(s); /* closed behind our back: cannot happen */
   if ((s = engine_sock_add(e, fd, 1)) == NULL) {
     close(fd);
     errno = ENOMEM;
@@ -318,10 +319,8 @@ static int engine_close_socket_cb(void *clientp, curl_socket_t fd) {
   return 0;
 }
 
-/* Closes a socket of ours, with its watcher; a kept one must have left its client's list. */
-void sock_close(sock_t *s) {
-  engine_t *e = s->engine;
-  curl_socket_t fd = s->fd;
+/* Drops a socket's record and watcher (out of its client's kept list first), leaving the descriptor alone. */
+static void sock_forget(sock_t *s) {
   if (s->kept) {
     sock_t **link = &s->client->kept;
     while (*link != s) link = &(*link)->next_kept;
@@ -329,7 +328,13 @@ void sock_close(sock_t *s) {
     s->kept = 0;
   }
   if (s->tls && s->client) s->client->tls_socks--;
-  engine_sock_drop(e, s);
+  engine_sock_drop(s->engine, s);
+}
+
+/* Closes a socket of ours, with its watcher. */
+void sock_close(sock_t *s) {
+  curl_socket_t fd = s->fd;
+  sock_forget(s);
   close(fd);
 }
 
