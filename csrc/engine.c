@@ -127,6 +127,7 @@ static void engine_sock_drop(engine_t *e, sock_t *s) {
 /* Asks the loop for these events, touching epoll only when they change. */
 static void sock_watch(sock_t *s, int events);
 static void sock_forget(sock_t *s);
+static void sock_unkeep(sock_t *s);
 
 static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
   sock_t *s = poll->data;
@@ -242,7 +243,7 @@ static curl_socket_t engine_open_socket_cb(void *clientp, curlsocktype purpose, 
   engine_t *e = x->engine;
   client_t *c = x->client;
   curl_socket_t fd;
-  sock_t *s, **link;
+  sock_t *s;
   const char *url = NULL;
   uint64_t authority;
   (void)purpose;
@@ -250,12 +251,10 @@ static curl_socket_t engine_open_socket_cb(void *clientp, curlsocktype purpose, 
   /* The URL being connected to (after a redirect, the new one). */
   curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
   authority = url_authority_hash(url);
-  for (link = &c->kept; (s = *link) != NULL; link = &s->next_kept) {
+  for (s = c->kept; s != NULL; s = s->next_kept) {
     if (s->authority == authority && s->peer_len == addr->addrlen &&
         memcmp(&s->peer, &addr->addr, addr->addrlen) == 0) {
-      *link = s->next_kept;
-      s->next_kept = NULL;
-      s->kept = 0;
+      sock_unkeep(s);
       s->handed_back++;
       x->resume_fd = s->fd; /* engine_sockopt_cb tells libcurl that it is connected */
       return s->fd;
@@ -319,14 +318,18 @@ static int engine_close_socket_cb(void *clientp, curl_socket_t fd) {
   return 0;
 }
 
+/* Takes a socket out of its client's kept list. */
+static void sock_unkeep(sock_t *s) {
+  sock_t **link = &s->client->kept;
+  while (*link != s) link = &(*link)->next_kept;
+  *link = s->next_kept;
+  s->next_kept = NULL;
+  s->kept = 0;
+}
+
 /* Drops a socket's record and watcher (out of its client's kept list first), leaving the descriptor alone. */
 static void sock_forget(sock_t *s) {
-  if (s->kept) {
-    sock_t **link = &s->client->kept;
-    while (*link != s) link = &(*link)->next_kept;
-    *link = s->next_kept;
-    s->kept = 0;
-  }
+  if (s->kept) sock_unkeep(s);
   if (s->tls && s->client) s->client->tls_socks--;
   engine_sock_drop(s->engine, s);
 }
@@ -361,7 +364,7 @@ static void engine_sweep_cb(uv_timer_t *timer) {
   int n = 0;
   for (c = e->clients; c; c = next) {
     next = c->next;
-    if (e->set_aside_after_ms && c->share && now - c->idle_since >= e->set_aside_after_ms && client_set_aside(c) == 0)
+    if (e->set_aside_after_ms && now - c->idle_since >= e->set_aside_after_ms && client_set_aside(c) == 0)
       n++;
     /* libcurl does not reuse a connection idle for longer than CURLOPT_MAXAGE_CONN; neither do we. */
     for (sock_t *s = c->kept, *snext; s; s = snext) {

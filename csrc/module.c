@@ -816,23 +816,32 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
 }
 
 /* Sends the close command; the engine frees the connections. Returns 0 or a negative error. */
-static int client_obj_close(ClientObject *self) {
+/*
+ * Queues a command about this client for the engine thread. An engine that is stopped (or the parent's, after a
+ * fork) takes none, and needs none: nothing of the client is left running there.
+ */
+static int client_obj_send(ClientObject *self, cmd_kind_t kind, uint64_t id) {
   cmd_t *cmd;
   int rc;
-  if (self->closed || self->client == NULL) return 0;
-  self->closed = 1;
-  if (self->engine->engine == NULL || self->engine->pid != process_pid) return 0; /* stopped, or the parent's */
+  if (self->engine->engine == NULL || self->engine->pid != process_pid) return 0;
   cmd = calloc(1, sizeof(*cmd));
   if (cmd == NULL) return -ENOMEM;
-  cmd->kind = CMD_CLOSE_CLIENT;
+  cmd->kind = kind;
   cmd->client = self->client;
-  client_ref(self->client);
+  cmd->id = id;
+  if (kind == CMD_CLOSE_CLIENT) client_ref(self->client); /* the command's reference, dropped by the engine */
   if ((rc = engine_send(self->engine->engine, cmd)) != 0) {
-    client_unref(self->client);
+    if (kind == CMD_CLOSE_CLIENT) client_unref(self->client);
     free(cmd);
     return rc == -ESHUTDOWN ? 0 : rc;
   }
   return 0;
+}
+
+static int client_obj_close(ClientObject *self) {
+  if (self->closed || self->client == NULL) return 0;
+  self->closed = 1;
+  return client_obj_send(self, CMD_CLOSE_CLIENT, 0);
 }
 
 static void client_dealloc(ClientObject *self) {
@@ -1050,19 +1059,9 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
 
 static PyObject *client_cancel_py(ClientObject *self, PyObject *arg) {
   unsigned long long id = PyLong_AsUnsignedLongLong(arg);
-  cmd_t *cmd;
   int rc;
   if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-  if (self->closed || self->engine->engine == NULL || self->engine->pid != process_pid) Py_RETURN_NONE;
-  cmd = calloc(1, sizeof(*cmd));
-  if (cmd == NULL) return PyErr_NoMemory();
-  cmd->kind = CMD_CANCEL;
-  cmd->client = self->client;
-  cmd->id = id;
-  if ((rc = engine_send(self->engine->engine, cmd)) != 0) {
-    free(cmd);
-    if (rc != -ESHUTDOWN) return lc_raise(rc, "cannot cancel the request");
-  }
+  if (!self->closed && (rc = client_obj_send(self, CMD_CANCEL, id)) != 0) return lc_raise(rc, "cannot cancel the request");
   Py_RETURN_NONE;
 }
 
@@ -1075,17 +1074,8 @@ static PyObject *client_close_py(ClientObject *self, PyObject *unused) {
 static PyObject *client_get_closed(ClientObject *self, void *closure) { return PyBool_FromLong(self->closed); }
 
 static PyObject *client_set_aside_py(ClientObject *self, PyObject *unused) {
-  cmd_t *cmd;
   int rc;
-  if (self->closed || self->engine->engine == NULL || self->engine->pid != process_pid) Py_RETURN_NONE;
-  cmd = calloc(1, sizeof(*cmd));
-  if (cmd == NULL) return PyErr_NoMemory();
-  cmd->kind = CMD_SET_ASIDE;
-  cmd->client = self->client;
-  if ((rc = engine_send(self->engine->engine, cmd)) != 0) {
-    free(cmd);
-    if (rc != -ESHUTDOWN) return lc_raise(rc, "cannot set the user aside");
-  }
+  if (!self->closed && (rc = client_obj_send(self, CMD_SET_ASIDE, 0)) != 0) return lc_raise(rc, "cannot set the user aside");
   Py_RETURN_NONE;
 }
 

@@ -54,6 +54,12 @@ void client_unref(client_t *c) {
  * No lock functions are set: only this thread ever uses the share. A user coming back from being set aside
  * gets its cookies back here (its connections come back in engine_open_socket_cb).
  */
+/* The engine's handle for moving cookie jars in and out of shares, made on first use. */
+static CURL *engine_util_handle(engine_t *e) {
+  if (e->util == NULL) e->util = curl_easy_init();
+  return e->util;
+}
+
 static int client_share_open(client_t *c) {
   engine_t *e = c->engine;
   struct curl_slist *line;
@@ -64,7 +70,7 @@ static int client_share_open(client_t *c) {
   /* TLS sessions too, when the user has an https host: a pooled easy handle must not let a new user resume
    * another user's session, so the cache is the user's own (or, see xfer_configure, there is none). */
   if (c->opts.tls_sessions) curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  if (c->kept_cookies && (e->util != NULL || (e->util = curl_easy_init()) != NULL)) {
+  if (c->kept_cookies && engine_util_handle(e) != NULL) {
     curl_easy_setopt(e->util, CURLOPT_SHARE, c->share);
     for (line = c->kept_cookies; line; line = line->next) curl_easy_setopt(e->util, CURLOPT_COOKIELIST, line->data);
     curl_easy_setopt(e->util, CURLOPT_SHARE, NULL);
@@ -101,7 +107,7 @@ int client_set_aside(client_t *c) {
   CURLSHcode rc;
   if (c->share == NULL || c->nactive > 0 || c->waiting_head != NULL) return -EBUSY; /* aside, or not idle */
   if (c->opts.http2 || c->opts.proxy || c->opts.tls_sessions || c->tls_socks > 0) return -EINVAL;
-  if (e->util == NULL && (e->util = curl_easy_init()) == NULL) return -ENOMEM;
+  if (engine_util_handle(e) == NULL) return -ENOMEM;
   curl_easy_setopt(e->util, CURLOPT_SHARE, c->share);
   curl_easy_getinfo(e->util, CURLINFO_COOKIELIST, &c->kept_cookies);
   curl_easy_setopt(e->util, CURLOPT_SHARE, NULL);

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+from collections.abc import Callable
 
 import gevent
 
@@ -63,28 +64,27 @@ _handles: list[EngineHandle] = []
 _round_robin = itertools.count()
 
 
+def _env_number(name: str, default: str, parse: Callable[[str], float], low: float, high: float,
+                what: str) -> float:
+    """The number in the environment variable ``name`` (``default`` when unset); ValueError naming it if bad."""
+    raw = os.environ.get(name, default)
+    try:
+        value = parse(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ValueError(f"{name} must be {what}, not {raw!r}")
+    return value
+
+
 def thread_count() -> int:
     """How many engine threads this process runs (``LOCUST_C_THREADS``, default 1)."""
-    raw = os.environ.get("LOCUST_C_THREADS", "1")
-    try:
-        n = int(raw)
-    except ValueError:
-        raise ValueError(f"LOCUST_C_THREADS must be a whole number from 1 to 64, not {raw!r}") from None
-    if not 1 <= n <= 64:
-        raise ValueError(f"LOCUST_C_THREADS must be a whole number from 1 to 64, not {raw!r}")
-    return n
+    return int(_env_number("LOCUST_C_THREADS", "1", int, 1, 64, "a whole number from 1 to 64"))
 
 
 def idle_seconds() -> float:
     """After how long without a request a user is set aside (``LOCUST_C_IDLE_SECONDS``, default 5; 0: never)."""
-    raw = os.environ.get("LOCUST_C_IDLE_SECONDS", "5")
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 86400:
-        raise ValueError(f"LOCUST_C_IDLE_SECONDS must be a number of seconds from 0 to 86400, not {raw!r}")
-    return seconds
+    return _env_number("LOCUST_C_IDLE_SECONDS", "5", float, 0, 86400, "a number of seconds from 0 to 86400")
 
 
 def acquire() -> EngineHandle:
