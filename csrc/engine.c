@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -93,6 +94,33 @@ static sock_t *engine_sock(engine_t *e, curl_socket_t fd) {
   return (size_t)fd < e->nsocks ? e->socks[fd] : NULL;
 }
 
+static void sock_forget(sock_t *s);
+
+/*
+ * libcurl 7.88 to 8.1 close a socket that never became a connection's socket (a connect that timed out or
+ * failed, the loser of happy eyeballs, a transfer cancelled or timed out while connecting or in its TLS
+ * handshake) with close(), not through CURLOPT_CLOSESOCKETFUNCTION (curl pull request 11439). Its record then
+ * names a descriptor that is closed, or already another file's: watching it again would make epoll_ctl fail,
+ * and libuv aborts the process on that. So until libcurl has shown that the socket is a connection's (it
+ * parked it after a transfer: from then on it closes it through our callback), every use of the record
+ * checks that the descriptor still is the socket we opened. Only new connections pay for the check.
+ */
+static int sock_alive(sock_t *s) {
+  struct stat st;
+  if (LC_LIKELY(s->active || !s->owned)) return 1;
+  return fstat(s->fd, &st) == 0 && S_ISSOCK(st.st_mode) && (uint64_t)st.st_ino == s->ino;
+}
+
+/* The record of a descriptor libcurl names, or NULL; a stale one (see sock_alive) is dropped on the way. */
+static sock_t *engine_sock_live(engine_t *e, curl_socket_t fd) {
+  sock_t *s = engine_sock(e, fd);
+  if (LC_UNLIKELY(s != NULL && !sock_alive(s))) {
+    sock_forget(s);
+    return NULL;
+  }
+  return s;
+}
+
 /* Creates the watcher of a socket and files it under its descriptor. */
 static sock_t *engine_sock_add(engine_t *e, curl_socket_t fd, int owned) {
   sock_t *s;
@@ -126,7 +154,6 @@ static void engine_sock_drop(engine_t *e, sock_t *s) {
 
 /* Asks the loop for these events, touching epoll only when they change. */
 static void sock_watch(sock_t *s, int events);
-static void sock_forget(sock_t *s);
 static void sock_unkeep(sock_t *s);
 
 static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
@@ -174,7 +201,7 @@ static void sock_poll_cb(uv_poll_t *poll, int status, int events) {
   e->in_io = 0;
   /* libuv stopped the handle on the error; if libcurl still wants the socket, watch it again. The socket may
    * be closed by now (s freed at the next iteration, so still readable here): only look if it is filed. */
-  if (status < 0 && engine_sock(e, s->fd) == s && s->wanted) sock_watch(s, s->wanted);
+  if (status < 0 && engine_sock(e, s->fd) == s && s->wanted && sock_alive(s)) sock_watch(s, s->wanted);
 }
 
 static void sock_watch(sock_t *s, int events) {
@@ -192,7 +219,7 @@ static void sock_watch(sock_t *s, int events) {
  */
 static int engine_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp) {
   engine_t *e = userp;
-  sock_t *s = engine_sock(e, fd);
+  sock_t *s = engine_sock_live(e, fd);
   int events = 0;
   (void)easy;
   (void)socketp;
@@ -210,10 +237,12 @@ static int engine_socket_cb(CURL *easy, curl_socket_t fd, int action, void *user
   case CURL_POLL_REMOVE:
     if (s == NULL) break;
     s->wanted = 0;
-    if (s->owned)
+    if (s->owned) {
+      s->active = 1; /* still ours after a transfer (engine_sock_live checked): a connection's socket */
       sock_watch(s, s->watching ? UV_READABLE : 0); /* parked: see sock_poll_cb */
-    else
+    } else {
       engine_sock_drop(e, s);
+    }
     break;
   default:
     break;
@@ -262,12 +291,14 @@ static curl_socket_t engine_open_socket_cb(void *clientp, curlsocktype purpose, 
   }
   fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
   if (fd == CURL_SOCKET_BAD) return CURL_SOCKET_BAD;
-  if (LC_UNLIKELY((s = engine_sock(e, fd)) != NULL)) sock_forget(s); /* closed behind our back: cannot happen */
-  if ((s = engine_sock_add(e, fd, 1)) == NULL) {
+  if (LC_UNLIKELY((s = engine_sock(e, fd)) != NULL)) sock_forget(s); /* libcurl closed it without a word */
+  struct stat st;
+  if (fstat(fd, &st) != 0 || (s = engine_sock_add(e, fd, 1)) == NULL) {
     close(fd);
     errno = ENOMEM;
     return CURL_SOCKET_BAD;
   }
+  s->ino = (uint64_t)st.st_ino;
   s->client = c;
   s->authority = authority;
   if (addr->addrlen <= sizeof(s->peer)) {
@@ -303,8 +334,9 @@ static int engine_sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpo
  */
 static int engine_close_socket_cb(void *clientp, curl_socket_t fd) {
   engine_t *e = clientp;
-  sock_t *s = engine_sock(e, fd);
+  sock_t *s = engine_sock_live(e, fd);
   if (s == NULL) return close(fd);
+  s->active = 1;
   if (e->setting_aside != NULL && s->client == e->setting_aside && !s->tls && !s->dead &&
       (e->hand_back_again || s->handed_back == 0)) {
     s->kept = 1;

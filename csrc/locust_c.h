@@ -256,10 +256,12 @@ struct sock_s {
   int owned;    /* opened by us: the close callback will tell when it closes */
   int tls;      /* opened for an https URL */
   int kept;     /* in client->kept: libcurl has forgotten this connection, we hold it */
+  int active;   /* libcurl made it a connection's socket: it will close it through our callback (see sock_alive) */
   int dead;     /* the loop saw an error, or the server closing it while parked */
   int handed_back;     /* times it went back to libcurl after being kept */
   uint64_t kept_since; /* loop time (ms) it was kept */
   uint64_t authority;  /* hash of the host and port it was opened for */
+  uint64_t ino;        /* the socket's inode: tells our socket from another on the same descriptor */
   engine_t *engine;
   client_t *client; /* owned sockets: the user whose connection this is */
   sock_t *next_kept;

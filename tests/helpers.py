@@ -1,8 +1,11 @@
-"""Shared helpers for the tests: a free loopback port, and a session wired to an event recorder."""
+"""Shared helpers for the tests: a free loopback port, a port that never accepts, a session wired to an event
+recorder."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from locust.event import EventHook
@@ -15,6 +18,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def unaccepting_port(fill: int = 8) -> Iterator[int]:
+    """A loopback port whose accept queue is full, as an overloaded service's is: a connect there times out.
+
+    The listener has a backlog of 0 and is never accepted from; a few non-blocking connects fill its queue,
+    after which the kernel drops every new SYN.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(fill):
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(c)
+        yield port
+    finally:
+        for c in fillers:
+            c.close()
+        listener.close()
 
 
 class Recorder:
