@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBS := libcurl4-openssl-dev libuv1-dev pkg-config
+DEBS := libcurl4-openssl-dev libuv1-dev zlib1g-dev libbrotli-dev pkg-config
 DEMO_PORT ?= 18089
 
 .PHONY: all deps venv build test demo bench lint clean

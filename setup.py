@@ -15,7 +15,10 @@ import sys
 
 from setuptools import Extension, setup
 
-PACKAGES_HINT = "apt-get install libcurl4-openssl-dev libuv1-dev pkg-config"
+PACKAGES_HINT = "apt-get install libcurl4-openssl-dev libuv1-dev zlib1g-dev libbrotli-dev pkg-config"
+
+
+LIBRARIES = ("libcurl", "libuv", "zlib", "libbrotlidec")
 
 
 def fail(message: str) -> None:
@@ -31,10 +34,10 @@ def pkg_config(*args: str) -> list[str]:
 def find_libraries() -> tuple[list[str], list[str]]:
     if shutil.which("pkg-config") is None:
         fail(f"pkg-config not found; install it with: {PACKAGES_HINT}")
-    missing = [lib for lib in ("libcurl", "libuv") if subprocess.run(["pkg-config", "--exists", lib]).returncode]
+    missing = [lib for lib in LIBRARIES if subprocess.run(["pkg-config", "--exists", lib]).returncode]
     if missing:
-        fail(f"{' and '.join(missing)} development files not found; install them with: {PACKAGES_HINT}")
-    return pkg_config("--cflags", "libcurl", "libuv"), pkg_config("--libs", "libcurl", "libuv")
+        fail(f"{', '.join(missing)} development files not found; install them with: {PACKAGES_HINT}")
+    return pkg_config("--cflags", *LIBRARIES), pkg_config("--libs", *LIBRARIES)
 
 
 def compile_args() -> tuple[list[str], list[str]]:
@@ -55,7 +58,7 @@ cflags, ldflags = compile_args()
 
 engine = Extension(
     "locust_c._engine",
-    sources=["csrc/module.c", "csrc/engine.c", "csrc/transfer.c", "csrc/stats.c"],
+    sources=["csrc/module.c", "csrc/engine.c", "csrc/transfer.c", "csrc/decode.c", "csrc/stats.c"],
     depends=["csrc/locust_c.h"],
     extra_compile_args=cflags + lib_cflags,
     extra_link_args=ldflags + lib_ldflags,

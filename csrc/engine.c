@@ -21,15 +21,21 @@ static void engine_check_done(engine_t *e);
 
 /* ---- buffers ----------------------------------------------------------------------------------------- */
 
-int buf_append(buf_t *b, const char *data, size_t len) {
-  if (LC_UNLIKELY(b->len + len > b->cap)) {
+/* Makes room for extra more bytes, doubling the capacity. */
+int buf_reserve(buf_t *b, size_t extra) {
+  if (LC_UNLIKELY(b->len + extra > b->cap)) {
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + len) cap *= 2;
+    while (cap < b->len + extra) cap *= 2;
     char *p = realloc(b->data, cap);
     if (p == NULL) return -ENOMEM;
     b->data = p;
     b->cap = cap;
   }
+  return 0;
+}
+
+int buf_append(buf_t *b, const char *data, size_t len) {
+  if (LC_UNLIKELY(buf_reserve(b, len) != 0)) return -ENOMEM;
   memcpy(b->data + b->len, data, len);
   b->len += len;
   return 0;
@@ -374,14 +380,42 @@ void sock_close(sock_t *s) {
 }
 
 void engine_socket_callbacks(engine_t *e, xfer_t *x) {
-  CURL *h = x->easy;
-  curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, engine_open_socket_cb);
-  curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, x);
-  curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, engine_sockopt_cb);
-  curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, x);
+  XFER_SET(x, CURLOPT_OPENSOCKETFUNCTION, engine_open_socket_cb);
+  XFER_SET(x, CURLOPT_OPENSOCKETDATA, x);
+  XFER_SET(x, CURLOPT_SOCKOPTFUNCTION, engine_sockopt_cb);
+  XFER_SET(x, CURLOPT_SOCKOPTDATA, x);
   /* Connections outlive the transfer that opened them (the share's own handle closes them): the engine. */
-  curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, engine_close_socket_cb);
-  curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, e);
+  XFER_SET(x, CURLOPT_CLOSESOCKETFUNCTION, engine_close_socket_cb);
+  XFER_SET(x, CURLOPT_CLOSESOCKETDATA, e);
+}
+
+/*
+ * malloc_trim walks the whole heap and can take milliseconds: on the engine thread it would stop every clock
+ * for that long. A short-lived thread of its own does it instead, one at a time in the whole process.
+ */
+static int engine_trim_running;
+
+static void *engine_trim_main(void *arg) {
+  (void)arg;
+  malloc_trim(0);
+  __atomic_store_n(&engine_trim_running, 0, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+static void engine_trim_soon(void) {
+  pthread_attr_t attr;
+  pthread_t thread;
+  if (__atomic_exchange_n(&engine_trim_running, 1, __ATOMIC_ACQ_REL)) return;
+  if (pthread_attr_init(&attr) == 0) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    if (pthread_create(&thread, &attr, engine_trim_main, NULL) == 0) {
+      pthread_attr_destroy(&attr);
+      return;
+    }
+    pthread_attr_destroy(&attr);
+  }
+  __atomic_store_n(&engine_trim_running, 0, __ATOMIC_RELEASE); /* no thread: the memory stays in malloc's lists */
 }
 
 /*
@@ -412,7 +446,11 @@ static void engine_sweep_cb(uv_timer_t *timer) {
   }
   e->nidle_low = e->nidle;
   /* What they held went back to malloc: give whole pages back to the system. */
-  if (n >= 32) malloc_trim(0);
+  n += e->destroyed_since_trim;
+  if (n >= 32) {
+    e->destroyed_since_trim = 0;
+    engine_trim_soon();
+  }
 }
 
 static void engine_timeout_cb(uv_timer_t *timer) {

@@ -25,6 +25,7 @@
 
 #include <curl/curl.h>
 #include <uv.h>
+#include <zlib.h>
 
 #if defined(__GNUC__)
 #define LC_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -42,6 +43,7 @@ typedef struct {
   size_t cap;
 } buf_t;
 
+int buf_reserve(buf_t *b, size_t extra);
 int buf_append(buf_t *b, const char *data, size_t len);
 void buf_free(buf_t *b);
 
@@ -117,10 +119,23 @@ enum {
   REQ_GET = 1 << 2,
   REQ_POST = 1 << 3,
   REQ_BATCH_STATS = 1 << 4, /* a success goes into Locust's stats in the batch, not through events.request */
+  REQ_IDEMPOTENT = 1 << 5,  /* the method may be sent twice (RFC 9110 9.2.2): a retry may follow a send */
 };
 
-/* Error categories that are not libcurl's: a request cancelled by its user or by the engine stopping. */
-#define REQ_ERR_CANCELLED (-1)
+/*
+ * Outcomes that are not libcurl's codes, found by the engine itself. libcurl 7.88 counts a response cut inside
+ * its header block as complete, and knows no limit on a body or on the header block as a whole.
+ */
+#define REQ_ERR_CANCELLED (-1)      /* cancelled by its user, or by the engine stopping */
+#define REQ_ERR_HEAD_CUT (-2)       /* the connection closed before the end of the header block */
+#define REQ_ERR_BODY_TOO_LARGE (-3) /* the body went past max_response_bytes */
+#define REQ_ERR_HEAD_TOO_LARGE (-4) /* the header block went past ENGINE_MAX_HEAD_BYTES, or one line past libcurl's */
+#define REQ_ERR_NO_MEMORY (-5)      /* no memory to keep the response */
+#define REQ_ERR_BAD_LENGTH (-6)     /* a Content-Length that is not one number (libcurl 7.88 reads "1e3" as 1) */
+#define REQ_ERR_BAD_ENCODING (-7)   /* a compressed body that is corrupt, cut short, or in a coding not offered */
+
+/* The header block of a response may be this large at most, as in libcurl 8 (MAX_HTTP_RESP_HEADER_SIZE). */
+#define ENGINE_MAX_HEAD_BYTES (300 * 1024)
 
 /* Easy handles kept between transfers per engine; more are freed. Their number follows the requests in
  * flight, not the users, so that 10,000 idle users do not each hold libcurl's buffers. */
@@ -169,7 +184,7 @@ struct request_s {
   size_t body_len;
 
   /* Outputs, written by the engine thread. */
-  int result; /* CURLcode, or REQ_ERR_CANCELLED */
+  int result; /* CURLcode, or one of REQ_ERR_* */
   int os_errno;
   long status;
   int64_t total_us;
@@ -183,12 +198,23 @@ struct request_s {
 
 /* ---- clients (one per simulated user) ---------------------------------------------------------------- */
 
+/*
+ * The ranges a client's options are checked against. A timeout is a whole number of milliseconds for libcurl,
+ * where 0 means none: 1 ms is the shortest, and a day is beyond any test. Larger counts are mistakes.
+ */
+#define CLIENT_MIN_TIMEOUT 0.001
+#define CLIENT_MAX_TIMEOUT 86400.0
+#define CLIENT_MAX_REDIRECTS 1000
+#define CLIENT_MAX_RETRIES 100
+#define CLIENT_MAX_CONNECTIONS 10000
+
 typedef struct {
   long connect_timeout_ms;
   long timeout_ms;
   long max_redirects;
   int max_retries;
-  int max_connections; /* requests in flight at once; more wait in the client's queue */
+  int max_connections;
+  curl_off_t max_response_bytes; /* a body larger than this fails the request; 0: no limit */ /* requests in flight at once; more wait in the client's queue */
   int insecure;
   int http2;
   int tls_sessions;  /* keep TLS sessions for resumption (users of an https host); costs ~2 KiB a user */
@@ -219,6 +245,24 @@ struct client_s {
   struct curl_slist *kept_cookies; /* set aside: its cookie jar, as Netscape lines */
 };
 
+/* ---- content decoding (decode.c) --------------------------------------------------------------------- */
+
+typedef enum { CODING_NONE, CODING_GZIP, CODING_DEFLATE, CODING_BR } coding_t;
+
+typedef struct {
+  coding_t coding;
+  int received; /* a byte of the compressed body arrived */
+  int finished; /* the compressed stream reached its end */
+  int z_ready;  /* z is initialised (gzip, deflate) */
+  z_stream z;
+  struct BrotliDecoderStateStruct *br;
+} decoder_t;
+
+int decode_begin(decoder_t *d, const char *value, size_t n);
+int decode_write(decoder_t *d, const char *data, size_t len, buf_t *out, size_t max);
+int decode_finish(decoder_t *d);
+void decode_end(decoder_t *d);
+
 /* ---- transfers (an easy handle and what it is doing) ------------------------------------------------- */
 
 struct xfer_s {
@@ -231,8 +275,21 @@ struct xfer_s {
   request_t *req;
   curl_socket_t resume_fd; /* a set-aside connection handed to libcurl as already connected, or -1 */
   int resumed;             /* this attempt runs on a set-aside connection */
+  int head_done;           /* the last response's header block has ended (its empty line arrived) */
+  int64_t content_length;  /* the last response's Content-Length, -1 before one arrived */
+  decoder_t decoder;       /* the last response's Content-Encoding */
+  int fault;               /* REQ_ERR_* found by our own callbacks, 0 when none */
+  const char *rejected;    /* the first option libcurl refused since the last start (see XFER_SET) */
+  CURLcode rejected_code;
   char errbuf[CURL_ERROR_SIZE];
 };
+
+/*
+ * Every option goes through XFER_SET, which keeps the first one libcurl rejects: a pooled handle must never
+ * carry on with the previous user's value because this user's was refused. The request then fails, naming it.
+ */
+#define XFER_SET(x, option, value) xfer_setopt_result((x), curl_easy_setopt((x)->easy, option, value), #option)
+void xfer_setopt_result(xfer_t *x, CURLcode rc, const char *option);
 
 xfer_t *xfer_create(engine_t *e);
 int xfer_start(xfer_t *x, request_t *req);
@@ -324,7 +381,7 @@ struct engine_s {
   xfer_t *idle; /* easy handles between transfers, shared by every client of the engine */
   int nidle;
   int nidle_low; /* the fewest idle handles since the last sweep: that many were not needed */
-  int destroyed_since_trim;
+  int destroyed_since_trim; /* pooled handles freed since the last trim */
   uint64_t in_flight;
   engine_counters_t counters;
 };

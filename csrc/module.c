@@ -769,25 +769,34 @@ static PyType_Spec engine_spec = {
 static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
   static char *kwlist[] = {"engine",   "connect_timeout", "timeout", "max_redirects", "max_retries",
                            "max_connections", "insecure", "http2", "proxy", "user_agent", "ca_file",
-                           "tls_sessions", NULL};
+                           "tls_sessions", "max_response_bytes", NULL};
   PyObject *engine_obj;
   double connect_timeout = 60.0, timeout = 60.0;
   int max_redirects = 30, max_retries = 0, max_connections = 10, insecure = 1, http2 = 0, tls_sessions = 1;
+  long long max_response_bytes = 64LL << 20;
   const char *proxy = NULL, *user_agent = NULL, *ca_file = NULL;
   module_state_t *st = PyType_GetModuleState(type);
   client_options_t opts;
   ClientObject *self;
 
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|ddiiippzzzp:Client", kwlist, st->engine_type, &engine_obj,
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|ddiiippzzzpL:Client", kwlist, st->engine_type, &engine_obj,
                                    &connect_timeout, &timeout, &max_redirects, &max_retries, &max_connections,
-                                   &insecure, &http2, &proxy, &user_agent, &ca_file, &tls_sessions))
+                                   &insecure, &http2, &proxy, &user_agent, &ca_file, &tls_sessions,
+                                   &max_response_bytes))
     return NULL;
-  if (connect_timeout <= 0 || timeout <= 0) {
-    PyErr_SetString(PyExc_ValueError, "connect_timeout and timeout must be positive numbers of seconds");
+  /* The same ranges as locust_c.session's checks (which name the user's attributes); NaN fails them all. */
+  if (!(connect_timeout >= CLIENT_MIN_TIMEOUT && connect_timeout <= CLIENT_MAX_TIMEOUT) ||
+      !(timeout >= CLIENT_MIN_TIMEOUT && timeout <= CLIENT_MAX_TIMEOUT)) {
+    PyErr_Format(PyExc_ValueError, "connect_timeout and timeout must be from %g to %g seconds", CLIENT_MIN_TIMEOUT,
+                 CLIENT_MAX_TIMEOUT);
     return NULL;
   }
-  if (max_redirects < 0 || max_retries < 0 || max_connections < 1) {
-    PyErr_SetString(PyExc_ValueError, "max_redirects and max_retries must be >= 0 and max_connections >= 1");
+  if (max_redirects < 0 || max_redirects > CLIENT_MAX_REDIRECTS || max_retries < 0 ||
+      max_retries > CLIENT_MAX_RETRIES || max_connections < 1 || max_connections > CLIENT_MAX_CONNECTIONS ||
+      max_response_bytes < 0) {
+    PyErr_Format(PyExc_ValueError, "max_redirects must be from 0 to %d, max_retries from 0 to %d, "
+                 "max_connections from 1 to %d and max_response_bytes >= 0", CLIENT_MAX_REDIRECTS,
+                 CLIENT_MAX_RETRIES, CLIENT_MAX_CONNECTIONS);
     return NULL;
   }
   if (engine_check((EngineObject *)engine_obj) < 0) return NULL;
@@ -797,6 +806,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
       .max_redirects = max_redirects,
       .max_retries = max_retries,
       .max_connections = max_connections,
+      .max_response_bytes = (curl_off_t)max_response_bytes,
       .insecure = insecure,
       .http2 = http2,
       .tls_sessions = tls_sessions,
@@ -884,6 +894,46 @@ bad:
   return -1;
 }
 
+/*
+ * The host and port of a URL (what follows the scheme): an IPv6 literal must close its bracket, a port must be
+ * a number from 1 to 65535. libcurl would otherwise fail such a URL as a network error, once per request.
+ */
+static int validate_authority(PyObject *url_obj, const char *a, Py_ssize_t len) {
+  Py_ssize_t end = 0, host = 0, i;
+  const char *port = NULL;
+  while (end < len && a[end] != '/' && a[end] != '?' && a[end] != '#') end++;
+  for (i = 0; i < end; i++)
+    if (a[i] == '@') host = i + 1; /* user:password@ */
+  if (host < end && a[host] == '[') {
+    const char *close = memchr(a + host, ']', (size_t)(end - host));
+    if (close == NULL) {
+      PyErr_Format(PyExc_ValueError, "malformed URL %R: an IPv6 address without its closing ']'", url_obj);
+      return -1;
+    }
+    if (close + 1 < a + end && close[1] != ':') {
+      PyErr_Format(PyExc_ValueError, "malformed URL %R: unexpected text after the IPv6 address", url_obj);
+      return -1;
+    }
+    if (close + 1 < a + end) port = close + 2;
+  } else {
+    const char *colon = memchr(a + host, ':', (size_t)(end - host));
+    if (colon != NULL) port = colon + 1;
+  }
+  if (port != NULL && port < a + end) {
+    long value = 0;
+    const char *p;
+    for (p = port; p < a + end; p++) {
+      if (*p < '0' || *p > '9' || value > 65535) break;
+      value = value * 10 + (*p - '0');
+    }
+    if (p < a + end || value < 1 || value > 65535) {
+      PyErr_Format(PyExc_ValueError, "malformed URL %R: the port must be a number from 1 to 65535", url_obj);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 /* Quick structural check; libcurl reports anything subtler as a failed request. */
 static int validate_url(PyObject *url_obj, const char *u, Py_ssize_t len) {
   Py_ssize_t i, rest;
@@ -903,6 +953,7 @@ static int validate_url(PyObject *url_obj, const char *u, Py_ssize_t len) {
     PyErr_Format(PyExc_ValueError, "malformed URL %R: no host", url_obj);
     return -1;
   }
+  if (validate_authority(url_obj, u + rest, len - rest) < 0) return -1;
   for (i = 0; i < len; i++) {
     unsigned char ch = (unsigned char)u[i];
     if (ch <= 0x20 || ch == 0x7f) {
@@ -1097,7 +1148,8 @@ static PyGetSetDef client_getset[] = {
 
 static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(engine, connect_timeout=60.0, timeout=60.0, max_redirects=30, max_retries=0, "
-                "max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, ca_file=None, tls_sessions=True)\n--\n\n"
+                "max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, ca_file=None, tls_sessions=True, "
+                "max_response_bytes=67108864)\n--\n\n"
                 "One simulated user's keep-alive connections and cookie jar."},
     {Py_tp_new, client_new},
     {Py_tp_dealloc, client_dealloc},
@@ -1201,7 +1253,19 @@ static int module_exec(PyObject *m) {
       PyModule_AddIntConstant(m, "POST", REQ_POST) < 0 ||
       PyModule_AddIntConstant(m, "BATCH_STATS", REQ_BATCH_STATS) < 0 ||
       PyModule_AddIntConstant(m, "HIST_COUNTS", HIST_COUNTS) < 0 ||
-      PyModule_AddIntConstant(m, "CANCELLED", REQ_ERR_CANCELLED) < 0)
+      PyModule_AddIntConstant(m, "IDEMPOTENT", REQ_IDEMPOTENT) < 0 ||
+      PyModule_AddIntConstant(m, "CANCELLED", REQ_ERR_CANCELLED) < 0 ||
+      PyModule_AddIntConstant(m, "HEAD_CUT", REQ_ERR_HEAD_CUT) < 0 ||
+      PyModule_AddIntConstant(m, "BODY_TOO_LARGE", REQ_ERR_BODY_TOO_LARGE) < 0 ||
+      PyModule_AddIntConstant(m, "HEAD_TOO_LARGE", REQ_ERR_HEAD_TOO_LARGE) < 0 ||
+      PyModule_AddIntConstant(m, "NO_MEMORY", REQ_ERR_NO_MEMORY) < 0 ||
+      PyModule_AddIntConstant(m, "BAD_LENGTH", REQ_ERR_BAD_LENGTH) < 0 ||
+      PyModule_AddIntConstant(m, "BAD_ENCODING", REQ_ERR_BAD_ENCODING) < 0 ||
+      PyModule_AddIntConstant(m, "MIN_TIMEOUT_MS", (long)(CLIENT_MIN_TIMEOUT * 1000)) < 0 ||
+      PyModule_AddIntConstant(m, "MAX_TIMEOUT_MS", (long)(CLIENT_MAX_TIMEOUT * 1000)) < 0 ||
+      PyModule_AddIntConstant(m, "MAX_REDIRECTS", CLIENT_MAX_REDIRECTS) < 0 ||
+      PyModule_AddIntConstant(m, "MAX_RETRIES", CLIENT_MAX_RETRIES) < 0 ||
+      PyModule_AddIntConstant(m, "MAX_CONNECTIONS", CLIENT_MAX_CONNECTIONS) < 0)
     return -1;
   return 0;
 }

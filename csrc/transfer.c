@@ -6,9 +6,9 @@
 #include "locust_c.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* ---- clients ----------------------------------------------------------------------------------------- */
@@ -89,7 +89,7 @@ static int client_register(client_t *c) {
   e->clients = c;
   c->registered = 1;
   client_ref(c);
-  e->counters.clients++;
+  __atomic_add_fetch(&e->counters.clients, 1, __ATOMIC_RELAXED); /* read by engine_counters on another thread */
   return 0;
 }
 
@@ -209,14 +209,8 @@ static void client_recycle(client_t *c, xfer_t *x) {
     return;
   }
   xfer_destroy(x);
-  /*
-   * After a burst (thousands of users starting at once) the handles beyond the pool are freed, but malloc
-   * keeps their buffers in its free lists: give the memory back to the system now and then.
-   */
-  if (++e->destroyed_since_trim >= ENGINE_IDLE_HANDLES) {
-    e->destroyed_since_trim = 0;
-    malloc_trim(0);
-  }
+  /* After a burst the handles beyond the pool are freed; the sweep has malloc give their pages back. */
+  e->destroyed_since_trim++;
 }
 
 void client_cancel(client_t *c, uint64_t id) {
@@ -279,29 +273,81 @@ void client_close(client_t *c) {
     e->clients = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
-  e->counters.clients--;
+  __atomic_sub_fetch(&e->counters.clients, 1, __ATOMIC_RELAXED);
   client_unref(c);
 }
 
 /* ---- response capture -------------------------------------------------------------------------------- */
 
+/* Returning a count other than len stops the transfer (CURLE_WRITE_ERROR); x->fault then says why. */
+static size_t xfer_fail_capture(xfer_t *x, int fault) {
+  x->fault = fault;
+  return 0;
+}
+
+/*
+ * A Content-Length must be one decimal number (RFC 9110 8.6), the same in every copy of the header. libcurl
+ * 7.88 reads the digits it finds first ("1e3" is 1, "5, 6" is 5) and leaves the rest of the body on the
+ * connection, where it would be taken for the next response. Returns 0 when the value is acceptable.
+ */
+static int xfer_check_length(xfer_t *x, const char *v, size_t n) {
+  int64_t value = 0;
+  size_t i = 0, digits = 0;
+  while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+  while (i < n && (v[i] == ' ' || v[i] == '\t')) i++;
+  for (; i < n; i++, digits++) {
+    if (v[i] < '0' || v[i] > '9' || value > (INT64_MAX - 9) / 10) return -1;
+    value = value * 10 + (v[i] - '0');
+  }
+  if (digits == 0 || (x->content_length >= 0 && x->content_length != value)) return -1;
+  x->content_length = value;
+  return 0;
+}
+
 static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
   xfer_t *x = userp;
+  buf_t *head = &x->req->head;
   size_t len = size * n;
   /* A status line starts a new response (after a redirect or a 100 Continue): keep only the last one. */
-  if (len > 5 && memcmp(data, "HTTP/", 5) == 0) x->req->head.len = 0;
-  if (buf_append(&x->req->head, data, len) != 0) return 0;
+  if (len > 5 && memcmp(data, "HTTP/", 5) == 0) {
+    head->len = 0;
+    x->head_done = 0;
+    x->content_length = -1;
+    decode_end(&x->decoder);
+  } else if ((len == 2 && data[0] == '\r' && data[1] == '\n') || (len == 1 && data[0] == '\n')) {
+    x->head_done = 1; /* the empty line: what follows is the body (or the next response, after a 1xx) */
+  } else if ((data[0] | 0x20) == 'c' && len > 15) {
+    int rc = 0;
+    if (strncasecmp(data, "content-length:", 15) == 0 && xfer_check_length(x, data + 15, len - 15) != 0)
+      rc = REQ_ERR_BAD_LENGTH;
+    else if (len > 17 && strncasecmp(data, "content-encoding:", 17) == 0)
+      rc = decode_begin(&x->decoder, data + 17, len - 17);
+    if (rc != 0) return xfer_fail_capture(x, rc);
+  }
+  if (LC_UNLIKELY(head->len + len > ENGINE_MAX_HEAD_BYTES)) return xfer_fail_capture(x, REQ_ERR_HEAD_TOO_LARGE);
+  if (LC_UNLIKELY(buf_append(head, data, len) != 0)) return xfer_fail_capture(x, REQ_ERR_NO_MEMORY);
   return len;
 }
 
+/*
+ * The body, decoded (decode.c). max_response_bytes bounds it after decompression too, so that an endless body or
+ * a compression bomb costs at most that much memory (and that much decompression on this thread) before it fails.
+ */
 static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
   xfer_t *x = userp;
   size_t len = size * n;
-  if (LC_UNLIKELY(buf_append(&x->req->content, data, len) != 0)) return 0;
-  return len;
+  int rc = decode_write(&x->decoder, data, len, &x->req->content, (size_t)x->client->opts.max_response_bytes);
+  return LC_LIKELY(rc == 0) ? len : xfer_fail_capture(x, rc);
 }
 
 /* ---- transfers --------------------------------------------------------------------------------------- */
+
+void xfer_setopt_result(xfer_t *x, CURLcode rc, const char *option) {
+  if (LC_UNLIKELY(rc != CURLE_OK) && x->rejected == NULL) {
+    x->rejected = option;
+    x->rejected_code = rc;
+  }
+}
 
 /* Options that are the same for every transfer of every client. */
 xfer_t *xfer_create(engine_t *e) {
@@ -312,99 +358,109 @@ xfer_t *xfer_create(engine_t *e) {
     free(x);
     return NULL;
   }
-  CURL *h = x->easy;
   x->engine = e;
   x->resume_fd = CURL_SOCKET_BAD;
-  curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+  XFER_SET(x, CURLOPT_PRIVATE, x);
   engine_socket_callbacks(e, x);
   /* Turn the cookie engine on (an empty file name loads nothing); the cookies live in each user's share. */
-  curl_easy_setopt(h, CURLOPT_COOKIEFILE, "");
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, xfer_write_cb);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, xfer_header_cb);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip, deflate, br");
-  curl_easy_getinfo(h, CURLINFO_CAINFO, (char **)&x->default_ca);
-  if (e->curl_verbose) curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+  XFER_SET(x, CURLOPT_COOKIEFILE, "");
+  XFER_SET(x, CURLOPT_NOSIGNAL, 1L);
+  XFER_SET(x, CURLOPT_TCP_NODELAY, 1L);
+  XFER_SET(x, CURLOPT_ERRORBUFFER, x->errbuf);
+  XFER_SET(x, CURLOPT_WRITEFUNCTION, xfer_write_cb);
+  XFER_SET(x, CURLOPT_WRITEDATA, x);
+  XFER_SET(x, CURLOPT_HEADERFUNCTION, xfer_header_cb);
+  XFER_SET(x, CURLOPT_HEADERDATA, x);
+  XFER_SET(x, CURLOPT_PROTOCOLS_STR, "http,https");
+  XFER_SET(x, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  /* The engine decodes bodies itself (decode.c); the session sends Accept-Encoding as one of its headers. */
+  XFER_SET(x, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+  if (e->curl_verbose) XFER_SET(x, CURLOPT_VERBOSE, 1L);
+  curl_easy_getinfo(x->easy, CURLINFO_CAINFO, (char **)&x->default_ca);
+  if (x->rejected != NULL) { /* a libcurl without one of these cannot run any request */
+    xfer_destroy(x);
+    return NULL;
+  }
   return x;
 }
 
 /* The client's own options; skipped when the handle last ran for the same client. */
 static void xfer_configure(xfer_t *x, client_t *c) {
   const client_options_t *o = &c->opts;
-  CURL *h = x->easy;
   if (x->client_serial == c->serial) return;
   x->client_serial = c->serial;
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, o->timeout_ms);
-  curl_easy_setopt(h, CURLOPT_MAXREDIRS, o->max_redirects);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
-  curl_easy_setopt(h, CURLOPT_PROXY, o->proxy ? o->proxy : ""); /* "": no proxy, whatever http_proxy says */
-  curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
-  curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file ? o->ca_file : x->default_ca);
-  curl_easy_setopt(h, CURLOPT_SSL_SESSIONID_CACHE, o->tls_sessions ? 1L : 0L);
+  XFER_SET(x, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+  XFER_SET(x, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+  XFER_SET(x, CURLOPT_MAXREDIRS, o->max_redirects);
+  /* A Content-Length over the limit fails before the body is read; xfer_write_cb bounds the rest. */
+  XFER_SET(x, CURLOPT_MAXFILESIZE_LARGE, o->max_response_bytes);
+  XFER_SET(x, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
+  XFER_SET(x, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
+  XFER_SET(x, CURLOPT_PROXY, o->proxy ? o->proxy : ""); /* "": no proxy, whatever http_proxy says */
+  XFER_SET(x, CURLOPT_USERAGENT, o->user_agent);
+  XFER_SET(x, CURLOPT_CAINFO, o->ca_file ? o->ca_file : x->default_ca);
+  XFER_SET(x, CURLOPT_SSL_SESSIONID_CACHE, o->tls_sessions ? 1L : 0L);
   /* Without http2, HTTP/1.1 as FastHttpUser speaks: libcurl would otherwise offer h2 over TLS. With it, wait
    * for a connection to multiplex on rather than open another. */
-  curl_easy_setopt(h, CURLOPT_PIPEWAIT, o->http2 ? 1L : 0L);
-  if (!o->http2) curl_easy_setopt(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+  XFER_SET(x, CURLOPT_PIPEWAIT, o->http2 ? 1L : 0L);
+  if (!o->http2) XFER_SET(x, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 }
 
 void xfer_destroy(xfer_t *x) {
+  decode_end(&x->decoder);
   curl_easy_cleanup(x->easy);
   free(x);
 }
 
 int xfer_start(xfer_t *x, request_t *req) {
-  CURL *h = x->easy;
   engine_t *e = x->client->engine;
   x->req = req;
   x->errbuf[0] = '\0';
   x->resume_fd = CURL_SOCKET_BAD;
   x->resumed = 0;
+  x->head_done = 0;
+  x->content_length = -1;
+  x->fault = 0;
+  decode_end(&x->decoder);
   xfer_configure(x, x->client);
-  curl_easy_setopt(h, CURLOPT_SHARE, x->client->share);
+  XFER_SET(x, CURLOPT_SHARE, x->client->share);
 
-  curl_easy_setopt(h, CURLOPT_URL, req->url);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->headers);
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, (req->flags & REQ_FOLLOW_REDIRECTS) ? 1L : 0L);
+  XFER_SET(x, CURLOPT_URL, req->url);
+  XFER_SET(x, CURLOPT_HTTPHEADER, req->headers);
+  XFER_SET(x, CURLOPT_FOLLOWLOCATION, (req->flags & REQ_FOLLOW_REDIRECTS) ? 1L : 0L);
   if (x->client->opts.http2)
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
-                     strncmp(req->url, "https:", 6) == 0 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    XFER_SET(x, CURLOPT_HTTP_VERSION,
+             strncmp(req->url, "https:", 6) == 0 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
 
   /*
    * The method. HTTPGET resets whatever the previous request on this handle set; a body makes libcurl
    * send a POST, which CUSTOMREQUEST renames. POST itself is left unnamed so that libcurl switches it to
    * GET after a 301/302/303 as browsers and FastHttpUser do.
    */
-  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+  XFER_SET(x, CURLOPT_HTTPGET, 1L);
   if (req->flags & REQ_HEAD) {
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+    XFER_SET(x, CURLOPT_NOBODY, 1L);
+    XFER_SET(x, CURLOPT_CUSTOMREQUEST, NULL);
   } else {
     if (req->body != NULL || (req->flags & REQ_POST)) {
       /* A POST without a body still is a POST, with Content-Length: 0. */
-      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-      curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+      XFER_SET(x, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+      XFER_SET(x, CURLOPT_POSTFIELDS, req->body ? req->body : "");
     }
     int named = (req->flags & REQ_POST) || ((req->flags & REQ_GET) && req->body == NULL);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, named ? NULL : req->method);
+    XFER_SET(x, CURLOPT_CUSTOMREQUEST, named ? NULL : req->method);
+  }
+  if (LC_UNLIKELY(x->rejected != NULL)) {
+    /* Say which, and set the handle up afresh next time: some of this client's options may not be on it. */
+    snprintf(x->errbuf, sizeof(x->errbuf), "libcurl rejected %s: %s", x->rejected,
+             curl_easy_strerror(x->rejected_code));
+    x->rejected = NULL;
+    x->client_serial = 0;
+    return CURLE_BAD_FUNCTION_ARGUMENT;
   }
 
-  CURLMcode mc = curl_multi_add_handle(e->multi, h);
+  CURLMcode mc = curl_multi_add_handle(e->multi, x->easy);
   return mc == CURLM_OK ? 0 : CURLE_FAILED_INIT;
-}
-
-static int xfer_should_retry(xfer_t *x, CURLcode code) {
-  request_t *req = x->req;
-  if (req->retries_left <= 0) return 0;
-  return code == CURLE_COULDNT_CONNECT || code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
-         code == CURLE_GOT_NOTHING;
 }
 
 /* Not a byte of any response arrived, on no hop: sending the request again cannot repeat what the server did. */
@@ -414,7 +470,64 @@ static int xfer_got_nothing(xfer_t *x) {
   curl_easy_getinfo(x->easy, CURLINFO_HEADER_SIZE, &header_size);
   curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &body);
   curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
-  return header_size == 0 && body == 0 && redirects == 0;
+  return header_size == 0 && body == 0 && redirects == 0 && x->req->head.len == 0;
+}
+
+/*
+ * max_retries sends a request again only when nothing of an answer arrived, and a method that is not
+ * idempotent (POST, PATCH) only when it was certainly not sent: its connection never opened. A request that
+ * reached the server may have been applied, and applying a POST twice is not the server's fault.
+ */
+static int xfer_should_retry(xfer_t *x, CURLcode code) {
+  request_t *req = x->req;
+  if (req->retries_left <= 0) return 0;
+  if (code == CURLE_COULDNT_CONNECT) return 1;
+  if (!(req->flags & REQ_IDEMPOTENT)) return 0;
+  return (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING) && xfer_got_nothing(x);
+}
+
+/* The outcome, with the faults libcurl does not see for itself; a message for each of ours. */
+static int xfer_outcome(xfer_t *x, CURLcode code) {
+  request_t *req = x->req;
+  if (LC_UNLIKELY(x->fault != 0)) {
+    if (x->fault == REQ_ERR_BODY_TOO_LARGE)
+      snprintf(x->errbuf, sizeof(x->errbuf), "response body larger than max_response_bytes (%lld bytes)",
+               (long long)x->client->opts.max_response_bytes);
+    else if (x->fault == REQ_ERR_HEAD_TOO_LARGE)
+      snprintf(x->errbuf, sizeof(x->errbuf), "response headers larger than %d KB", ENGINE_MAX_HEAD_BYTES / 1024);
+    else if (x->fault == REQ_ERR_BAD_LENGTH)
+      snprintf(x->errbuf, sizeof(x->errbuf), "invalid Content-Length: not one number, or two that differ");
+    else if (x->fault == REQ_ERR_BAD_ENCODING)
+      snprintf(x->errbuf, sizeof(x->errbuf), "cannot decode the response body: corrupt, or in a Content-Encoding "
+               "other than gzip, deflate or br");
+    else
+      snprintf(x->errbuf, sizeof(x->errbuf), "out of memory keeping the response");
+    return x->fault;
+  }
+  if (code == CURLE_OK) {
+    /* libcurl 7.88 takes a connection closed inside the header block for the end of a body-less response. */
+    if (LC_UNLIKELY(!x->head_done)) {
+      snprintf(x->errbuf, sizeof(x->errbuf), "server closed the connection before the end of the response headers");
+      return REQ_ERR_HEAD_CUT;
+    }
+    if (LC_UNLIKELY(decode_finish(&x->decoder) != 0)) {
+      snprintf(x->errbuf, sizeof(x->errbuf), "cannot decode the response body: its compressed stream stops short");
+      return REQ_ERR_BAD_ENCODING;
+    }
+    return CURLE_OK;
+  }
+  if (code == CURLE_FILESIZE_EXCEEDED) {
+    snprintf(x->errbuf, sizeof(x->errbuf), "response body larger than max_response_bytes (%lld bytes)",
+             (long long)x->client->opts.max_response_bytes);
+    return REQ_ERR_BODY_TOO_LARGE;
+  }
+  /* libcurl keeps one header line in a buffer of CURL_MAX_HTTP_HEADER and fails with "out of memory" past it. */
+  if (code == CURLE_OUT_OF_MEMORY && req->head.len > 0 && !x->head_done) {
+    snprintf(x->errbuf, sizeof(x->errbuf), "a response header line longer than %d KB (a status line, header or "
+             "redirect target)", CURL_MAX_HTTP_HEADER / 1024);
+    return REQ_ERR_HEAD_TOO_LARGE;
+  }
+  return code;
 }
 
 /* Called when libcurl is done with the handle, whatever the outcome. */
@@ -459,15 +572,21 @@ void xfer_finish(xfer_t *x, CURLcode code) {
   }
   req->total_us = total;
   req->redirects = redirects;
-  req->result = code;
+  req->result = xfer_outcome(x, code);
   if (redirects > 0) {
     char *url = NULL;
     curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &url);
     if (url) req->effective_url = strdup(url);
   }
-  if (LC_UNLIKELY(code != CURLE_OK)) {
-    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
-    req->os_errno = (int)os_errno;
+  if (LC_UNLIKELY(req->result != CURLE_OK)) {
+    /*
+     * A handle keeps the errno of the last failed socket call across transfers, so it names this fault only
+     * when libcurl failed to connect, where it sets it: for the others the message says what the call was.
+     */
+    if (code == CURLE_COULDNT_CONNECT) {
+      curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+      req->os_errno = (int)os_errno;
+    }
     req->error = strdup(x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
   }
   client_recycle(c, x);

@@ -40,6 +40,10 @@ class BadResponse(ConnectionError):
     """The server's answer was not valid HTTP."""
 
 
+class ResponseTooLarge(ConnectionError):
+    """The response went past a limit: ``max_response_bytes`` for the body, 300 KB for the header block."""
+
+
 class TooManyRedirects(Exception):
     """More redirects than ``max_redirects`` allows."""
 
@@ -70,6 +74,8 @@ CURLE_SSL_CACERT_BADFILE = 77
 CURLE_SSL_ISSUER_ERROR = 83
 CURLE_HTTP2 = 16
 CURLE_HTTP2_STREAM = 92
+CURLE_OUT_OF_MEMORY = 27
+CURLE_BAD_FUNCTION_ARGUMENT = 43
 
 _SSL_CODES = frozenset({CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE,
                         CURLE_SSL_ISSUER_ERROR})
@@ -79,9 +85,35 @@ def _os_error(cls: type[OSError], code: int) -> OSError:
     return cls(code, os.strerror(code))
 
 
+# How libcurl words a failed socket call: "Recv failure: Connection reset by peer", "Send failure: Broken pipe".
+_SOCKET_FAILURES = {"Connection reset by peer": (ConnectionResetError, errno.ECONNRESET),
+                    "Broken pipe": (BrokenPipeError, errno.EPIPE)}
+
+
+def _engine_error(result: int, message: str) -> BaseException | None:
+    """The exception for a fault the engine found itself (libcurl saw nothing wrong), None for libcurl's codes."""
+    if result == _engine.CANCELLED:
+        return RequestCancelled(message)
+    if result == _engine.HEAD_CUT:
+        return ConnectionClosed(message)
+    if result in (_engine.BODY_TOO_LARGE, _engine.HEAD_TOO_LARGE):
+        return ResponseTooLarge(message)
+    if result in (_engine.BAD_LENGTH, _engine.BAD_ENCODING):
+        return BadResponse(message)
+    if result == _engine.NO_MEMORY:
+        return MemoryError(message)
+    return None
+
+
 def error_for(result: int, os_errno: int, message: str | None) -> BaseException:
-    """The exception recorded for a transfer that ended with libcurl code ``result``."""
+    """The exception recorded for a transfer that ended with libcurl code ``result`` (or one of the engine's).
+
+    ``os_errno`` counts only for a failed connect: a pooled handle keeps the errno of its last failed socket call,
+    which may be another request's. Every other class follows libcurl's message for this transfer.
+    """
     message = message or f"libcurl error {result}"
+    if result < 0:
+        return _engine_error(result, message) or ConnectionError(message)
     if result == CURLE_COULDNT_CONNECT:
         if os_errno == errno.ECONNREFUSED:
             return _os_error(ConnectionRefusedError, errno.ECONNREFUSED)
@@ -95,26 +127,29 @@ def error_for(result: int, os_errno: int, message: str | None) -> BaseException:
     if result in (CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY):
         return socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     if result in (CURLE_RECV_ERROR, CURLE_SEND_ERROR):
-        # libcurl keeps the errno of a failed send or receive only in its message.
-        if os_errno == errno.ECONNRESET or "Connection reset" in message:
-            return _os_error(ConnectionResetError, errno.ECONNRESET)
-        if os_errno == errno.EPIPE or "Broken pipe" in message:
-            return _os_error(BrokenPipeError, errno.EPIPE)
-        return ConnectionError("connection failed while " + ("receiving" if result == CURLE_RECV_ERROR else "sending"))
+        if message.startswith(("Recv failure", "Send failure")):  # a socket call failed
+            for words, (cls, code) in _SOCKET_FAILURES.items():
+                if words in message:
+                    return _os_error(cls, code)
+            return ConnectionError("connection failed while " + ("receiving" if result == CURLE_RECV_ERROR
+                                                                 else "sending"))
+        # Anything else is libcurl's parser refusing what arrived: "Illegal or missing hexadecimal sequence in
+        # chunked-encoding", "Received HTTP/0.9 when not allowed", "Invalid Content-Length"...
+        return BadResponse(f"invalid HTTP response from server: {message}")
     if result == CURLE_GOT_NOTHING:
         return ConnectionClosed("server closed the connection without sending a response")
     if result == CURLE_PARTIAL_FILE:
         return ConnectionClosed("server closed the connection before the whole body arrived")
     if result == CURLE_WEIRD_SERVER_REPLY or (result == CURLE_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message):
         return BadResponse("invalid HTTP response from server")
+    if result == CURLE_BAD_CONTENT_ENCODING:
+        return BadResponse(f"cannot decode the response body: {message}")
     if result == CURLE_TOO_MANY_REDIRECTS:
         return TooManyRedirects("too many redirects")
     if result == CURLE_PEER_FAILED_VERIFICATION:
         return ssl.SSLCertVerificationError(message)
     if result in _SSL_CODES:
         return ssl.SSLError(message)
-    if result == _engine.CANCELLED:
-        return RequestCancelled(message)
     if result in (CURLE_HTTP2, CURLE_HTTP2_STREAM):
         return ConnectionError(f"HTTP/2 error: {message}")
     return ConnectionError(message)

@@ -36,7 +36,9 @@ __all__ = ["FastCSession", "FastCResponse", "FastCRequest", "ResponseContextMana
 _ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
 _ANY_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
-_FLAGS_BY_METHOD = {"GET": _engine.GET, "HEAD": _engine.HEAD, "POST": _engine.POST}
+_IDEMPOTENT = _engine.IDEMPOTENT
+_FLAGS_BY_METHOD = {"GET": _engine.GET | _IDEMPOTENT, "HEAD": _engine.HEAD | _IDEMPOTENT, "POST": _engine.POST,
+                    "PUT": _IDEMPOTENT, "DELETE": _IDEMPOTENT, "OPTIONS": _IDEMPOTENT, "TRACE": _IDEMPOTENT}
 _FOLLOW = _engine.FOLLOW_REDIRECTS
 _BATCH = _engine.BATCH_STATS
 
@@ -47,6 +49,26 @@ def _basic_auth(username: str | bytes, password: str | bytes) -> str:
     if isinstance(password, str):
         password = password.encode("latin1")
     return "Basic " + b64encode(b":".join((username, password))).strip().decode("ascii")
+
+
+# The ranges the engine accepts (csrc/locust_c.h): checked here, where the message can name the user's attribute.
+_TIMEOUT_RANGE = (_engine.MIN_TIMEOUT_MS / 1000, _engine.MAX_TIMEOUT_MS / 1000)
+_COUNT_RANGES = {"max_redirects": (0, _engine.MAX_REDIRECTS), "max_retries": (0, _engine.MAX_RETRIES),
+                 "concurrency": (1, _engine.MAX_CONNECTIONS), "max_response_bytes": (0, 2**63 - 1)}
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+def _check_options(**options: Any) -> None:
+    """Raise ValueError naming the first option that is not a finite number in its range (NaN is in none)."""
+    for label, value in options.items():
+        if label.endswith("_timeout"):
+            low, high = _TIMEOUT_RANGE
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"{label} must be a number of seconds from {low:g} to {high:g}, not {value!r}")
+        else:
+            low, high = _COUNT_RANGES[label]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{label} must be a whole number from {low} to {high}, not {value!r}")
 
 
 def _header_lines(headers: dict[str, Any] | None) -> list[str]:
@@ -315,6 +337,7 @@ class FastCSession:
         proxy_host: str | None = None,
         proxy_port: int | None = None,
         http2: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         client_pool: Any = None,
         ssl_context_factory: Any = None,
         **kwargs: Any,
@@ -323,15 +346,14 @@ class FastCSession:
             raise TypeError(f"FastCSession got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
         if ssl_context_factory is not None:
             raise LocustError("ssl_context_factory is not supported by FastCUser: TLS runs in libcurl; use insecure")
-        for label, value in (("network_timeout", network_timeout), ("connection_timeout", connection_timeout)):
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{label} must be a positive number of seconds, not {value!r}")
-        for label, value, low in (("max_redirects", max_redirects, 0), ("max_retries", max_retries, 0),
-                                  ("concurrency", concurrency, 1)):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{label} must be a whole number >= {low}, not {value!r}")
+        _check_options(network_timeout=network_timeout, connection_timeout=connection_timeout,
+                       max_redirects=max_redirects, max_retries=max_retries, concurrency=concurrency,
+                       max_response_bytes=max_response_bytes)
         if (proxy_host is None) != (proxy_port is None):
             raise ValueError("proxy_host and proxy_port must be given together")
+        if proxy_port is not None and (isinstance(proxy_port, bool) or not isinstance(proxy_port, int)
+                                       or not 1 <= proxy_port <= 65535):
+            raise ValueError(f"proxy_port must be a whole number from 1 to 65535, not {proxy_port!r}")
         if http2 and not _engine.http2_supported:
             raise LocustError("http2 = True needs a libcurl built with HTTP/2 (nghttp2)")
 
@@ -351,6 +373,9 @@ class FastCSession:
 
         default_headers = dict(headers or {})
         default_headers.setdefault("User-Agent", f"locust-c/{__version__}")
+        # FastHttpUser's, and what the engine decodes (csrc/decode.c); a request's own Accept-Encoding replaces it.
+        if not any(k.lower() == "accept-encoding" for k in default_headers):
+            default_headers["Accept-Encoding"] = "gzip, deflate, br"
         if self.auth_header:
             default_headers.setdefault("Authorization", self.auth_header)
         self._default_headers = default_headers
@@ -361,6 +386,7 @@ class FastCSession:
             "max_redirects": max_redirects,
             "max_retries": max_retries,
             "max_connections": concurrency,
+            "max_response_bytes": max_response_bytes,
             "insecure": bool(insecure),
             "http2": bool(http2),
             "proxy": f"http://{proxy_host}:{proxy_port}" if proxy_host else None,
@@ -503,8 +529,11 @@ class FastCSession:
         if headers:
             if not isinstance(headers, dict):
                 raise TypeError(f"headers must be a dict, not {type(headers).__name__}")
+            for key in headers:
+                if not isinstance(key, str):
+                    raise TypeError(f"header names must be str, not {type(key).__name__}: {key!r}")
             # Header names are case-insensitive: a header given per request replaces a default of any case.
-            lowered = {k.lower() for k in headers if isinstance(k, str)}
+            lowered = {k.lower() for k in headers}
             merged = {k: v for k, v in merged.items() if k.lower() not in lowered}
             merged.update(headers)
         present = {k.lower() for k in merged}

@@ -9,7 +9,7 @@ from locust.user import User
 from locust.user.users import RestMixin
 
 from . import plugin  # noqa: F401  (locust-c options and listeners, wherever FastCUser is used)
-from .session import FastCSession
+from .session import DEFAULT_MAX_RESPONSE_BYTES, FastCSession
 
 
 class FastCUser(User, RestMixin):
@@ -29,7 +29,11 @@ class FastCUser(User, RestMixin):
     """Redirects followed at most; more fail the request."""
 
     max_retries: int = 0
-    """Times a request is sent again after a connection error."""
+    """Times a request is sent again when no answer came: only when its connection never opened, and for
+    idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) also when it was sent and nothing came back."""
+
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    """A body larger than this (after decompression) fails the request and closes its connection; 0: no limit."""
 
     insecure: bool = True
     """Default True: TLS certificates are not verified. Set False to verify them."""
@@ -78,6 +82,7 @@ class FastCUser(User, RestMixin):
             proxy_host=self.proxy_host,
             proxy_port=self.proxy_port,
             http2=self.http2,
+            max_response_bytes=self.max_response_bytes,
             ssl_context_factory=self.ssl_context_factory,
         )
         # A user about to wait at least LOCUST_C_IDLE_SECONDS is set aside as its wait begins, rather than once
