@@ -102,6 +102,14 @@ def test_retries_resend_after_connection_errors(testserver):
         (lambda s: s.get("/", headers=[("a", "b")]), TypeError, "dict"),
         (lambda s: s.get("/", timeout=3), TypeError, "timeout"),
         (lambda s: s.get(b"/"), TypeError, "url"),
+        (lambda s: s.get("http://[::1/"), ValueError, "IPv6"),
+        (lambda s: s.get("http://[::1]x/"), ValueError, "after the IPv6"),
+        (lambda s: s.get("http://127.0.0.1:99999/"), ValueError, "port"),
+        (lambda s: s.get("http://127.0.0.1:0/"), ValueError, "port"),
+        (lambda s: s.get("http://127.0.0.1:8o/"), ValueError, "port"),
+        (lambda s: s.get("http://user:pa:ss@127.0.0.1:x/"), ValueError, "port"),
+        (lambda s: s.get("/", headers={1: "x"}), TypeError, "header names must be str"),
+        (lambda s: s.get("/", headers={b"X-A": "x"}), TypeError, "header names must be str"),
     ],
 )
 def test_bad_input_raises_and_sends_nothing(testserver, call, exc, words):
@@ -117,13 +125,46 @@ def test_bad_input_raises_and_sends_nothing(testserver, call, exc, words):
         s.close()
 
 
-def test_bad_session_options_raise():
-    with pytest.raises(ValueError, match="network_timeout"):
-        session("http://127.0.0.1:1", network_timeout=0)
-    with pytest.raises(ValueError, match="concurrency"):
-        session("http://127.0.0.1:1", concurrency=0)
+@pytest.mark.parametrize(("option", "value"), [
+    ("network_timeout", 0), ("network_timeout", float("nan")), ("network_timeout", float("inf")),
+    ("network_timeout", 1e30), ("network_timeout", 1e-9), ("network_timeout", -1), ("network_timeout", "5"),
+    ("connection_timeout", float("nan")), ("connection_timeout", True),
+    ("concurrency", 0), ("concurrency", 2**40), ("concurrency", 1.5),
+    ("max_redirects", -1), ("max_redirects", 2**40), ("max_retries", 10**6), ("max_retries", None),
+    ("max_response_bytes", -1), ("max_response_bytes", 2**64), ("proxy_port", 99999),
+])
+def test_bad_session_options_raise_at_set_up_naming_the_option(option, value):
+    options = {option: value, **({"proxy_host": "127.0.0.1"} if option == "proxy_port" else {})}
+    with pytest.raises(ValueError, match=f"^{option} must be"):
+        session("http://127.0.0.1:1", **options)
+
+
+def test_bad_user_attributes_raise_when_the_user_is_set_up():
+    from locust.env import Environment
+
+    from locust_c import FastCUser
+
+    class Impatient(FastCUser):
+        host = "http://127.0.0.1:1"
+        network_timeout = float("nan")
+
+    with pytest.raises(ValueError, match="network_timeout must be a number of seconds from 0.001 to 86400"):
+        Impatient(Environment())
+
+
+def test_unknown_session_options_raise():
     with pytest.raises(TypeError, match="unexpected"):
         session("http://127.0.0.1:1", bogus=1)
+
+
+def test_the_engine_checks_its_options_too():
+    from locust_c import engine
+
+    handle = engine.acquire()
+    for bad in ({"timeout": float("nan")}, {"connect_timeout": 0.0}, {"max_connections": 0},
+                {"max_response_bytes": -1}):
+        with pytest.raises(ValueError):
+            _engine.Client(handle.engine, **bad)
 
 
 def test_killing_a_waiting_greenlet_cancels_its_request(testserver):
