@@ -50,27 +50,37 @@ void buf_free(buf_t *b);
 /* ---- stats ------------------------------------------------------------------------------------------- */
 
 /*
- * A fixed-memory latency histogram in the HdrHistogram layout: values in microseconds from 1 us to about
- * 2^32 us (71 minutes) with 3 significant decimal digits. Each power-of-two range ("bucket") holds
- * HIST_SUB_COUNT linear sub-buckets; the first bucket covers 0..2047 exactly.
+ * A latency histogram in the HdrHistogram layout: values in microseconds from 1 us to about 2^32 us (71 minutes)
+ * with 3 significant decimal digits. Each power-of-two range ("bucket") holds HIST_SUB_COUNT linear sub-buckets;
+ * the first bucket covers 0..2047 exactly. Counts are 64-bit (a soak merged from many workers overflows 32 bits in
+ * a busy bucket) and their memory comes on demand: a row of chunk pointers per HIST_SUB_HALF counts, a chunk of
+ * HIST_CHUNK counts, each allocated when a value first falls in it. An endpoint whose latencies sit in a narrow
+ * band holds a few chunks, not the 190 KiB that all counts would take.
  */
 #define HIST_SUB_BITS 11
 #define HIST_SUB_COUNT (1 << HIST_SUB_BITS)
 #define HIST_SUB_HALF (HIST_SUB_COUNT / 2)
 #define HIST_BUCKETS 22
 #define HIST_COUNTS ((HIST_BUCKETS + 1) * HIST_SUB_HALF)
+#define HIST_ROWS (HIST_COUNTS / HIST_SUB_HALF)
+#define HIST_CHUNK_BITS 6
+#define HIST_CHUNK (1 << HIST_CHUNK_BITS)
+#define HIST_ROW_CHUNKS (HIST_SUB_HALF / HIST_CHUNK)
 
 typedef struct {
   uint64_t total;
   uint64_t min_us;
   uint64_t max_us;
   uint64_t sum_us;
-  uint32_t counts[HIST_COUNTS];
+  uint64_t **rows[HIST_ROWS]; /* rows[r][c]: counts of indices r * HIST_SUB_HALF + c * HIST_CHUNK + ... */
 } hist_t;
 
 void hist_init(hist_t *h);
-void hist_record(hist_t *h, uint64_t value_us);
+void hist_reset(hist_t *h); /* forgets every value and frees the counts' memory */
+int hist_record(hist_t *h, uint64_t value_us);
+int hist_add(hist_t *h, size_t index, uint64_t count);
 int hist_merge(hist_t *dst, const hist_t *src);
+size_t hist_next(const hist_t *h, size_t index, uint64_t *count); /* first index >= index with a count */
 uint64_t hist_value_at_percentile(const hist_t *h, double percentile);
 size_t hist_index_of(uint64_t value_us);
 uint64_t hist_value_of_index(size_t index);
@@ -80,12 +90,15 @@ uint64_t hist_highest_equivalent(uint64_t value_us);
  * What a batch of successful requests adds to one Locust stats entry, in Locust's own terms: count,
  * response-time sum/min/max in ms, content length, requests per wall-clock second and the rounded
  * response-time buckets of locust.stats.bucket_response_time. Python folds it into the entry once per batch.
+ * The buckets are an open-addressing table that starts small and grows to DELTA_BUCKET_SLOTS; a large one is
+ * freed when the delta is taken, so an endpoint between batches holds little.
  */
-#define DELTA_BUCKET_SLOTS 1024 /* open addressing; Locust's rounding gives at most ~400 distinct keys */
+#define DELTA_BUCKET_SLOTS 1024 /* Locust's rounding gives at most ~400 distinct keys */
+#define DELTA_BUCKET_FIRST 16
 
 typedef struct {
   int64_t key;
-  uint32_t count;
+  uint64_t count;
 } delta_bucket_t;
 
 typedef struct {
@@ -103,11 +116,13 @@ typedef struct {
   delta_second_t seconds[8];
   int nseconds;
   int nbuckets;
-  uint16_t used[DELTA_BUCKET_SLOTS]; /* slots in use, to clear them without a full sweep */
-  delta_bucket_t buckets[DELTA_BUCKET_SLOTS];
+  int cap;                  /* slots in buckets: 0, or a power of two up to DELTA_BUCKET_SLOTS */
+  delta_bucket_t *buckets;  /* cap slots, then cap / 2 uint16_t: the slots in use, in order of first use */
 } stats_delta_t;
 
 void stats_delta_init(stats_delta_t *d);
+void stats_delta_free(stats_delta_t *d);
+const delta_bucket_t *stats_delta_bucket(const stats_delta_t *d, int i); /* i-th bucket in use */
 int stats_delta_record(stats_delta_t *d, double response_ms, uint64_t content_length, double wall_time);
 int64_t stats_locust_bucket(double response_ms);
 
@@ -172,6 +187,7 @@ struct request_s {
   client_t *client;
   void *token;    /* opaque: the Python waiter; never dereferenced in C */
   void *endpoint; /* opaque: the Python stats endpoint or NULL; never dereferenced in C */
+  void *pyresult; /* opaque: the Python Result it is delivered in, made at submit; never dereferenced in C */
   uint64_t id;
   int flags;
   int retries_left;

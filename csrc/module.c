@@ -58,6 +58,7 @@ typedef struct {
   PyObject_HEAD
   engine_t *engine;
   pid_t pid;
+  PyObject *dirty; /* dispatch's list of endpoints with a delta to flush, kept between batches */
 } EngineObject;
 
 typedef struct {
@@ -180,19 +181,38 @@ static PyType_Spec result_spec = {
     .slots = result_slots,
 };
 
-static ResultObject *result_new(module_state_t *st, request_t *req) {
+/*
+ * A request's Result is made when it is submitted, empty, so that delivering it needs no memory: a batch of
+ * finished requests always reaches its waiters, whatever malloc says by then.
+ */
+static ResultObject *result_alloc(module_state_t *st) {
   ResultObject *r = PyObject_New(ResultObject, st->result_type);
   if (r == NULL) return NULL;
-  r->req = req;
+  r->req = NULL;
   r->content = NULL;
   r->head = NULL;
+  r->recorded = 0; /* set by dispatch before the Result is filled */
+  return r;
+}
+
+/* The Result takes the finished request over. */
+static void result_fill(ResultObject *r, request_t *req) {
+  r->req = req;
   r->status = req->status;
   r->result = req->result;
   r->os_errno = req->os_errno;
   r->response_time = (double)req->total_us / 1000.0;
   r->redirects = (long)req->redirects;
-  r->recorded = 0;
   r->done_time = req->done_time;
+}
+
+/* Takes a finished request's token and Result out of it, the Result filled. */
+static ResultObject *request_deliver(request_t *req, PyObject **token) {
+  ResultObject *r = req->pyresult;
+  *token = req->token;
+  req->token = req->pyresult = NULL;
+  Py_CLEAR(*(PyObject **)&req->endpoint);
+  result_fill(r, req);
   return r;
 }
 
@@ -220,6 +240,7 @@ static PyObject *histogram_new(PyTypeObject *type, PyObject *args, PyObject *kwa
 
 static void histogram_dealloc(HistogramObject *self) {
   PyTypeObject *tp = Py_TYPE(self);
+  if (self->hist != NULL) hist_reset(self->hist);
   free(self->hist);
   tp->tp_free(self);
   Py_DECREF(tp);
@@ -228,7 +249,7 @@ static void histogram_dealloc(HistogramObject *self) {
 static PyObject *histogram_record(HistogramObject *self, PyObject *arg) {
   unsigned long long v = PyLong_AsUnsignedLongLong(arg);
   if (v == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-  hist_record(self->hist, v);
+  if (hist_record(self->hist, v) != 0) return PyErr_NoMemory();
   Py_RETURN_NONE;
 }
 
@@ -246,13 +267,13 @@ static PyObject *histogram_percentile(HistogramObject *self, PyObject *arg) {
 static PyObject *histogram_sparse(HistogramObject *self, PyObject *unused) {
   hist_t *h = self->hist;
   PyObject *out = PyList_New(0), *v;
+  uint64_t count;
   size_t i;
   if (out == NULL) return NULL;
-  for (i = 0; i < HIST_COUNTS; i++) {
-    if (h->counts[i] == 0) continue;
+  for (i = hist_next(h, 0, &count); i < HIST_COUNTS; i = hist_next(h, i + 1, &count)) {
     if ((v = PyLong_FromSize_t(i)) == NULL || PyList_Append(out, v) < 0) goto fail;
     Py_DECREF(v);
-    if ((v = PyLong_FromUnsignedLong(h->counts[i])) == NULL || PyList_Append(out, v) < 0) goto fail;
+    if ((v = PyLong_FromUnsignedLongLong(count)) == NULL || PyList_Append(out, v) < 0) goto fail;
     Py_DECREF(v);
   }
   return Py_BuildValue("(KKKKN)", (unsigned long long)h->total, (unsigned long long)(h->total ? h->min_us : 0),
@@ -275,10 +296,13 @@ static PyObject *histogram_add_sparse(HistogramObject *self, PyObject *arg) {
   if (n % 2 != 0) goto bad;
   for (i = 0; i < n; i += 2) {
     Py_ssize_t index = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, i));
-    unsigned long c = PyLong_AsUnsignedLong(PySequence_Fast_GET_ITEM(seq, i + 1));
+    unsigned long long c = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, i + 1));
     if (PyErr_Occurred()) goto fail;
     if (index < 0 || index >= HIST_COUNTS) goto bad;
-    h->counts[index] += (uint32_t)c;
+    if (hist_add(h, (size_t)index, c) != 0) {
+      PyErr_NoMemory();
+      goto fail;
+    }
   }
   Py_DECREF(seq);
   if (total == 0) Py_RETURN_NONE;
@@ -299,12 +323,12 @@ static PyObject *histogram_merge(HistogramObject *self, PyObject *other) {
     PyErr_SetString(PyExc_TypeError, "merge() takes a Histogram");
     return NULL;
   }
-  hist_merge(self->hist, ((HistogramObject *)other)->hist);
+  if (hist_merge(self->hist, ((HistogramObject *)other)->hist) != 0) return PyErr_NoMemory();
   Py_RETURN_NONE;
 }
 
 static PyObject *histogram_reset(HistogramObject *self, PyObject *unused) {
-  hist_init(self->hist);
+  hist_reset(self->hist);
   Py_RETURN_NONE;
 }
 
@@ -369,8 +393,7 @@ static PyObject *endpoint_new(PyTypeObject *type, PyObject *args, PyObject *kwar
   self->name = Py_NewRef(name);
   self->target = Py_NewRef(target);
   self->hist = histogram_create(st->histogram_type);
-  self->unsent = histogram_create(st->histogram_type);
-  if (self->hist == NULL || self->unsent == NULL) {
+  if (self->hist == NULL) {
     Py_DECREF(self);
     return NULL;
   }
@@ -397,6 +420,7 @@ static void endpoint_dealloc(EndpointObject *self) {
   Py_XDECREF(self->name);
   Py_XDECREF(self->hist);
   Py_XDECREF(self->unsent);
+  stats_delta_free(&self->delta);
   tp->tp_free(self);
   Py_DECREF(tp);
 }
@@ -404,7 +428,7 @@ static void endpoint_dealloc(EndpointObject *self) {
 /* Records one finished request: always in the histograms, and in the Locust delta when asked. */
 static int endpoint_record(EndpointObject *self, request_t *req, int batch) {
   hist_record(self->hist->hist, (uint64_t)req->total_us);
-  hist_record(self->unsent->hist, (uint64_t)req->total_us);
+  if (self->unsent != NULL) hist_record(self->unsent->hist, (uint64_t)req->total_us);
   if (!batch) return 0;
   return stats_delta_record(&self->delta, (double)req->total_us / 1000.0, req->content.len, req->done_time);
 }
@@ -432,9 +456,9 @@ static PyObject *endpoint_take(EndpointObject *self, PyObject *unused) {
     Py_CLEAR(v);
   }
   for (i = 0; i < d->nbuckets; i++) {
-    delta_bucket_t *b = &d->buckets[d->used[i]];
+    const delta_bucket_t *b = stats_delta_bucket(d, i);
     k = PyLong_FromLongLong(b->key);
-    v = PyLong_FromUnsignedLong(b->count);
+    v = PyLong_FromUnsignedLongLong(b->count);
     if (k == NULL || v == NULL || PyDict_SetItem(buckets, k, v) < 0) goto fail;
     Py_CLEAR(k);
     Py_CLEAR(v);
@@ -451,7 +475,18 @@ fail:
   return NULL;
 }
 
+/* A worker's endpoints also keep what they recorded since the last report to the master (see stats.py). */
+static PyObject *endpoint_track_unsent(EndpointObject *self, PyObject *unused) {
+  if (self->unsent == NULL) {
+    module_state_t *st = PyType_GetModuleState(Py_TYPE(self));
+    if ((self->unsent = histogram_create(st->histogram_type)) == NULL) return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef endpoint_methods[] = {
+    {"track_unsent", (PyCFunction)endpoint_track_unsent, METH_NOARGS,
+     "Keep an 'unsent' histogram too, of what was recorded since the last worker report."},
     {"take", (PyCFunction)endpoint_take, METH_NOARGS,
      "take() -> None or (count, sum_ms, min_ms, max_ms, content_length, last_time, {second: n}, {bucket: n})"},
     {NULL},
@@ -462,7 +497,8 @@ static PyMemberDef endpoint_members[] = {
     {"name", T_OBJECT, offsetof(EndpointObject, name), READONLY, "Name in Locust's statistics."},
     {"target", T_OBJECT, offsetof(EndpointObject, target), 0, "The Python side's handle on the Locust entry."},
     {"hist", T_OBJECT, offsetof(EndpointObject, hist), READONLY, "Histogram of every request since the reset."},
-    {"unsent", T_OBJECT, offsetof(EndpointObject, unsent), READONLY, "Histogram since the last worker report."},
+    {"unsent", T_OBJECT, offsetof(EndpointObject, unsent), READONLY,
+     "Histogram since the last worker report, or None (see track_unsent())."},
     {"dirty", T_INT, offsetof(EndpointObject, dirty), READONLY, "True while a delta waits for take()."},
     {NULL},
 };
@@ -501,6 +537,10 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
   self = (EngineObject *)type->tp_alloc(type, 0);
   if (self == NULL) return NULL;
   self->pid = process_pid;
+  if ((self->dirty = PyList_New(0)) == NULL) {
+    Py_DECREF(self);
+    return NULL;
+  }
   self->engine = calloc(1, sizeof(engine_t));
   if (self->engine == NULL) {
     Py_DECREF(self);
@@ -526,10 +566,10 @@ static PyObject *engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
 static void engine_discard_done(engine_t *e) {
   request_t *req = engine_drain(e), *next;
   for (; req; req = next) {
+    PyObject *token;
     next = req->next;
-    Py_XDECREF((PyObject *)req->token);
-    Py_XDECREF((PyObject *)req->endpoint);
-    request_free(req);
+    Py_DECREF(request_deliver(req, &token)); /* frees the request */
+    Py_DECREF(token);
   }
 }
 
@@ -553,6 +593,7 @@ static int engine_obj_stop(EngineObject *self) {
 static void engine_dealloc(EngineObject *self) {
   PyTypeObject *tp = Py_TYPE(self);
   engine_obj_stop(self);
+  Py_XDECREF(self->dirty);
   tp->tp_free(self);
   Py_DECREF(tp);
 }
@@ -576,67 +617,42 @@ static PyObject *engine_fileno(EngineObject *self, PyObject *unused) {
  * statistics are recorded and the successes folded into Locust's (through the flush callback), so every
  * request is in Locust's stats by the time its client call returns. An error in one waiter is reported and
  * does not stop the others. Returns how many requests were delivered.
+ *
+ * Nothing here needs memory to reach a waiter: the Results were made at submit. A success that cannot join the
+ * batch (no memory for the list of endpoints to flush) goes unbatched, reported by its waiter as a failure is.
  */
 static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
   module_state_t *st = PyType_GetModuleState(cls);
   request_t *req, *next, *head;
-  PyObject *dirty = NULL;
-  ResultObject **results;
-  PyObject **tokens;
-  size_t n = 0, cap = 64, i;
+  PyObject *dirty = self->dirty;
+  size_t n = 0;
 
   if (engine_check(self) < 0) return NULL;
-  if (self->pid != process_pid) return PyLong_FromLong(0);
-  req = head = engine_drain(self->engine);
+  head = engine_drain(self->engine);
   if (head == NULL) return PyLong_FromLong(0);
-  results = malloc(cap * sizeof(*results));
-  tokens = malloc(cap * sizeof(*tokens));
-  if (results == NULL || tokens == NULL) goto nomem;
 
-  /* Pass 1: results and statistics. */
-  for (req = head; req; req = next) {
+  /* Pass 1: statistics. */
+  for (req = head; req; req = req->next) {
     EndpointObject *ep = req->endpoint;
-    ResultObject *r;
-    next = req->next;
-    if (n == cap) {
-      void *a = realloc(results, 2 * cap * sizeof(*results)), *b;
-      if (a == NULL) goto nomem;
-      results = a;
-      if ((b = realloc(tokens, 2 * cap * sizeof(*tokens))) == NULL) goto nomem;
-      tokens = b;
-      cap *= 2;
-    }
-    req->next = NULL; /* only now: the out-of-memory path above frees the rest of the batch through it */
-    tokens[n] = req->token;
-    req->token = NULL;
-    req->endpoint = NULL;
-    r = result_new(st, req);
-    if (r == NULL) {
-      request_free(req);
-      PyErr_WriteUnraisable(tokens[n]);
-    }
-    results[n++] = r;
-    if (ep == NULL) continue;
-    if (r == NULL || r->result == REQ_ERR_CANCELLED) {
-      Py_DECREF(ep);
-      continue;
-    }
-    {
-      int batch = (req->flags & REQ_BATCH_STATS) && req->result == CURLE_OK && req->status < 400;
-      if (endpoint_record(ep, req, batch) == 0 && batch) {
-        r->recorded = 1;
-        if (!ep->dirty) {
-          if (dirty == NULL && (dirty = PyList_New(0)) == NULL) PyErr_WriteUnraisable(NULL);
-          if (dirty != NULL && PyList_Append(dirty, (PyObject *)ep) == 0) ep->dirty = 1;
-        }
+    ResultObject *r = req->pyresult;
+    int batch;
+    n++;
+    if (ep == NULL || req->result == REQ_ERR_CANCELLED) continue;
+    batch = (req->flags & REQ_BATCH_STATS) && req->result == CURLE_OK && req->status < 400;
+    if (batch && !ep->dirty) {
+      if (PyList_Append(dirty, (PyObject *)ep) == 0)
+        ep->dirty = 1;
+      else {
+        PyErr_Clear();
+        batch = 0;
       }
     }
-    Py_DECREF(ep);
+    if (endpoint_record(ep, req, batch) == 0 && batch) r->recorded = 1;
   }
 
   /* Fold the batch into Locust's statistics. */
-  if (dirty != NULL) {
+  if (PyList_GET_SIZE(dirty) > 0) {
     PyObject *ret = st->flush ? PyObject_CallOneArg(st->flush, dirty) : NULL;
     if (ret == NULL) {
       if (!PyErr_Occurred())
@@ -645,49 +661,31 @@ static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject
     }
     Py_XDECREF(ret);
     /* An endpoint the callback did not take() (it raised) is offered again with the next batch. */
-    for (i = 0; i < (size_t)PyList_GET_SIZE(dirty); i++) ((EndpointObject *)PyList_GET_ITEM(dirty, i))->dirty = 0;
-    Py_DECREF(dirty);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(dirty); i++) ((EndpointObject *)PyList_GET_ITEM(dirty, i))->dirty = 0;
+    if (PyList_SetSlice(dirty, 0, PyList_GET_SIZE(dirty), NULL) < 0) PyErr_WriteUnraisable(dirty);
   }
 
-  /* Pass 2: resume the waiters. */
-  for (i = 0; i < n; i++) {
-    PyObject *token = tokens[i], *ret;
-    if (results[i] != NULL) {
-      ret = PyObject_CallMethodOneArg(token, st->str_switch, (PyObject *)results[i]);
-      if (ret == NULL)
-        PyErr_WriteUnraisable(token);
-      else
-        Py_DECREF(ret);
-      Py_DECREF(results[i]);
-    }
+  /* Pass 2: resume the waiters. A Result owns its request from here on: read the link first. */
+  for (req = head; req; req = next) {
+    PyObject *token, *ret;
+    ResultObject *r;
+    next = req->next;
+    req->next = NULL;
+    r = request_deliver(req, &token);
+    ret = PyObject_CallMethodOneArg(token, st->str_switch, (PyObject *)r);
+    if (ret == NULL)
+      PyErr_WriteUnraisable(token);
+    else
+      Py_DECREF(ret);
+    Py_DECREF(r);
     Py_DECREF(token);
   }
-  free(results);
-  free(tokens);
   return PyLong_FromSize_t(n);
-
-nomem:
-  /* Without memory for the batch, drop it whole rather than lose track of references. */
-  for (i = 0; i < n; i++) {
-    Py_XDECREF(results[i]);
-    Py_DECREF(tokens[i]);
-  }
-  for (; req; req = next) {
-    next = req->next;
-    Py_XDECREF((PyObject *)req->token);
-    Py_XDECREF((PyObject *)req->endpoint);
-    request_free(req);
-  }
-  free(results);
-  free(tokens);
-  Py_XDECREF(dirty);
-  return PyErr_NoMemory();
 }
 
 /* stop() -> [(token, Result), ...]: the requests the stop cancelled, for the caller to resume from the hub. */
 static PyObject *engine_py_stop(EngineObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {
-  module_state_t *st = PyType_GetModuleState(cls);
   engine_t *e = self->engine;
   request_t *req, *next;
   PyObject *out;
@@ -701,17 +699,15 @@ static PyObject *engine_py_stop(EngineObject *self, PyTypeObject *cls, PyObject 
   Py_END_ALLOW_THREADS
   out = PyList_New(0);
   for (req = engine_drain(e); req; req = next) {
-    PyObject *token = req->token, *pair = NULL;
+    PyObject *token, *pair = NULL;
     ResultObject *r;
     next = req->next;
     req->next = NULL;
-    Py_XDECREF((PyObject *)req->endpoint);
-    req->token = req->endpoint = NULL;
-    if ((r = result_new(st, req)) == NULL) request_free(req);
-    if (out != NULL && r != NULL && ((pair = PyTuple_Pack(2, token, (PyObject *)r)) == NULL || PyList_Append(out, pair) < 0))
+    r = request_deliver(req, &token);
+    if (out != NULL && ((pair = PyTuple_Pack(2, token, (PyObject *)r)) == NULL || PyList_Append(out, pair) < 0))
       Py_CLEAR(out);
     Py_XDECREF(pair);
-    Py_XDECREF(r);
+    Py_DECREF(r);
     Py_DECREF(token);
   }
   engine_destroy(e);
@@ -996,6 +992,7 @@ static int validate_header(PyObject *line_obj, const char *h, Py_ssize_t len) {
  */
 static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_ssize_t nargs) {
   PyObject *token, *method_obj, *url_obj, *headers_obj, *body_obj, *endpoint_obj;
+  ResultObject *result;
   const char *method, *url;
   Py_ssize_t method_len, url_len, nheaders = 0, i, headers_len = 0;
   Py_buffer body = {0};
@@ -1053,12 +1050,17 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
     }
   }
   if (body_obj != Py_None && PyObject_GetBuffer(body_obj, &body, PyBUF_SIMPLE) < 0) return NULL;
+  if ((result = result_alloc(PyType_GetModuleState(Py_TYPE(self)))) == NULL) {
+    if (body.obj) PyBuffer_Release(&body);
+    return NULL;
+  }
 
   size = sizeof(request_t) + (size_t)method_len + 1 + (size_t)url_len + 1 +
          (size_t)nheaders * sizeof(struct curl_slist) + (size_t)headers_len + (size_t)body.len + 1;
   req = malloc(size);
   if (req == NULL) {
     if (body.obj) PyBuffer_Release(&body);
+    Py_DECREF(result);
     return PyErr_NoMemory();
   }
   memset(req, 0, sizeof(*req));
@@ -1096,12 +1098,14 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
   req->id = next_request_id++;
   req->token = Py_NewRef(token);
   req->endpoint = endpoint_obj == Py_None ? NULL : Py_NewRef(endpoint_obj);
+  req->pyresult = result;
   req->cmd.kind = CMD_SUBMIT;
   req->cmd.client = self->client;
   req->cmd.req = req;
   if ((rc = engine_send(self->engine->engine, &req->cmd)) != 0) {
     Py_DECREF(token);
     Py_XDECREF((PyObject *)req->endpoint);
+    Py_DECREF(result);
     free(req);
     return lc_raise(rc, "cannot submit the request");
   }
@@ -1179,7 +1183,10 @@ static PyObject *module_percentiles(PyObject *module, PyObject *args) {
   for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
     unsigned long long v = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, i));
     if (PyErr_Occurred()) goto done;
-    hist_record(h, v);
+    if (hist_record(h, v) != 0) {
+      PyErr_NoMemory();
+      goto done;
+    }
   }
   Py_CLEAR(seq);
   if ((seq = PySequence_Fast(pcts, "percentiles must be a sequence")) == NULL) goto done;
@@ -1194,6 +1201,7 @@ static PyObject *module_percentiles(PyObject *module, PyObject *args) {
   }
 done:
   Py_XDECREF(seq);
+  hist_reset(h);
   free(h);
   return out;
 }

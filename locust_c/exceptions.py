@@ -121,7 +121,7 @@ def error_for(result: int, os_errno: int, message: str | None) -> BaseException:
             return TimeoutError("connect timed out")
         return _os_error(ConnectionError, os_errno) if os_errno else ConnectionError(message)
     if result == CURLE_OPERATION_TIMEDOUT:
-        if message.startswith(("Connection timed out", "Failed to connect", "Connection time-out")):
+        if message.startswith(("Connection timed out", "Connection timeout", "Connection time-out", "Failed to connect")):
             return TimeoutError("connect timed out")
         return TimeoutError("timed out")
     if result in (CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY):

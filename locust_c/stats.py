@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import locust.stats
+from locust.runners import WorkerRunner
 from locust.user import User
 
 from . import _engine
@@ -44,6 +45,7 @@ class StatsBridge:
     def __init__(self, stats: RequestStats) -> None:
         self.stats = stats
         self.endpoints: dict[tuple[str, str], Any] = {}
+        self.worker = False  # a worker's endpoints also keep what they recorded since the last report
         # Locust resets its tables in place (web UI, --reset-stats): reset the histograms at the same moment.
         original_reset = stats.reset_all
 
@@ -67,7 +69,16 @@ class StatsBridge:
         ep = self.endpoints.get(key)
         if ep is None:
             ep = self.endpoints[key] = _engine.Endpoint(method, name, self)
+            if self.worker:
+                ep.track_unsent()
         return ep
+
+    def report_to_master(self) -> None:
+        """This table is a worker's: from now on its endpoints keep what they recorded since the last report."""
+        if not self.worker:
+            self.worker = True
+            for ep in self.endpoints.values():
+                ep.track_unsent()
 
     def fold(self, ep: Any, delta: tuple) -> None:
         """Add one endpoint's batch of successes to its Locust entry and to the total, as StatsEntry.log would."""
@@ -127,6 +138,8 @@ class RequestReporter:
         runner = getattr(getattr(user, "environment", None), "runner", None)
         if runner is not None and request_event is user.environment.events.request:  # type: ignore[union-attr]
             self.bridge = StatsBridge.of(runner.stats)
+            if isinstance(runner, WorkerRunner):
+                self.bridge.report_to_master()
             for handler in request_event._handlers:
                 if getattr(handler, "__qualname__", "") == _RUNNER_LISTENER:
                     self._locust_listener = handler
@@ -240,7 +253,7 @@ def worker_payload(environment: Environment) -> list[tuple[str, str, tuple]]:
     stats = locust_stats(environment)
     out = []
     for (method, name), ep in StatsBridge.of(stats).endpoints.items():
-        if ep.unsent.count:
+        if ep.unsent is not None and ep.unsent.count:
             out.append((method, name, ep.unsent.sparse()))
             ep.unsent.reset()
     return out

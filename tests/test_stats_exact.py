@@ -183,3 +183,29 @@ def test_histograms_reset_with_locusts_stats(env):
     assert row["max_ms"] < 30  # the slow requests before the reset are gone from the histogram too
     user.client.close()
 
+
+
+def test_histogram_counts_are_64_bit_and_merge_without_loss():
+    """A soak merged from many workers puts more than 2**32 requests in one busy bucket."""
+    from locust_c import _engine
+
+    h = _engine.Histogram()
+    h.record(5000)
+    total, low, high, total_us, counts = h.sparse()
+    busy = 3 * 2**32
+    merged = _engine.Histogram()
+    for _ in range(3):
+        merged.add_sparse((2**32, low, high, total_us * 2**32, [counts[0], 2**32]))
+    assert merged.count == busy and merged.sparse()[4] == [counts[0], busy]
+    merged.record(9_000_000)  # one slow request lands in a part of the histogram not used before
+    assert abs(merged.percentile(50) - 5000) <= 5
+    assert merged.percentile(100) == 9_000_000
+
+
+def test_an_endpoint_keeps_an_unsent_histogram_only_on_a_worker():
+    from locust_c import _engine
+
+    ep = _engine.Endpoint("GET", "/x")
+    assert ep.unsent is None  # a local run or a master never reads it: no memory for it
+    ep.track_unsent()
+    assert ep.unsent is not None and ep.unsent.count == 0
