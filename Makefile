@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEBS := libcurl4-openssl-dev libuv1-dev zlib1g-dev libbrotli-dev pkg-config
 DEMO_PORT ?= 18089
 
-.PHONY: all deps venv build test demo bench lint clean
+.PHONY: all deps venv build test sanitize demo bench lint clean
 
 all: build
 
@@ -34,6 +34,20 @@ build: venv
 
 test: build
 	$(PY) -m pytest -q
+
+# The engine suites on an ASan + UBSan build (assertions on). greenlet's stack switching needs tests/asan.supp.
+# The normal build is put back afterwards, whatever the outcome.
+SANITIZE_SUITES := tests/test_session.py tests/test_faults.py tests/test_connect_faults.py \
+	tests/test_hostile_server.py tests/test_stats_exact.py tests/test_idle_users.py tests/test_tls_http2.py
+sanitize: venv
+	@status=0; \
+	LOCUST_C_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force || exit 1; \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so.6)" \
+	ASAN_OPTIONS=detect_leaks=0:suppressions=$(CURDIR)/tests/asan.supp:fast_unwind_on_fatal=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(PY) -m pytest -q -p no:cacheprovider $(SANITIZE_SUITES) || status=$$?; \
+	$(PY) setup.py -q build_ext --inplace --force; \
+	exit $$status
 
 lint: venv
 	$(VENV)/bin/ruff check locust_c tests bench examples

@@ -5,7 +5,8 @@ the Debian packages to install, rather than a compiler traceback.
 
 Build switches (environment variables):
     LOCUST_C_DEBUG=1     -O0 -g, assertions on
-    LOCUST_C_SANITIZE=1  AddressSanitizer (run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so))
+    LOCUST_C_SANITIZE=1  AddressSanitizer and UndefinedBehaviorSanitizer, assertions on (``make sanitize`` runs
+                         the engine suites so: Python needs LD_PRELOAD=$(gcc -print-file-name=libasan.so))
 """
 
 import os
@@ -48,8 +49,8 @@ def compile_args() -> tuple[list[str], list[str]]:
     else:
         cflags += ["-O2", "-DNDEBUG"]
     if os.environ.get("LOCUST_C_SANITIZE") == "1":
-        cflags += ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"]
-        ldflags += ["-fsanitize=address"]
+        cflags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-UNDEBUG"]
+        ldflags += ["-fsanitize=address,undefined"]
     return cflags, ldflags
 
 

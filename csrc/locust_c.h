@@ -63,7 +63,7 @@ void buf_free(buf_t *b);
 #define HIST_BUCKETS 22
 #define HIST_COUNTS ((HIST_BUCKETS + 1) * HIST_SUB_HALF)
 #define HIST_ROWS (HIST_COUNTS / HIST_SUB_HALF)
-#define HIST_CHUNK_BITS 6
+#define HIST_CHUNK_BITS 5
 #define HIST_CHUNK (1 << HIST_CHUNK_BITS)
 #define HIST_ROW_CHUNKS (HIST_SUB_HALF / HIST_CHUNK)
 
@@ -90,8 +90,8 @@ uint64_t hist_highest_equivalent(uint64_t value_us);
  * What a batch of successful requests adds to one Locust stats entry, in Locust's own terms: count,
  * response-time sum/min/max in ms, content length, requests per wall-clock second and the rounded
  * response-time buckets of locust.stats.bucket_response_time. Python folds it into the entry once per batch.
- * The buckets are an open-addressing table that starts small and grows to DELTA_BUCKET_SLOTS; a large one is
- * freed when the delta is taken, so an endpoint between batches holds little.
+ * The buckets are an open-addressing table that starts small and grows to DELTA_BUCKET_SLOTS; it is freed
+ * when the delta is taken, so an endpoint between batches holds none.
  */
 #define DELTA_BUCKET_SLOTS 1024 /* Locust's rounding gives at most ~400 distinct keys */
 #define DELTA_BUCKET_FIRST 16

@@ -7,6 +7,7 @@ The server is tests/rawserver.py: each request names a script of raw bytes, paus
 from __future__ import annotations
 
 import gzip
+import os
 import random
 import zlib
 from collections import Counter
@@ -24,6 +25,10 @@ OK_CL = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nX
 OK_CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
 GZ_BODY = gzip.compress(b"hello world " * 20)
 OK_GZIP = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(GZ_BODY), GZ_BODY)
+
+
+# AddressSanitizer (make sanitize) keeps freed memory in quarantine and pads every block: RSS says nothing there.
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
 def rss_kib() -> int:
@@ -173,7 +178,7 @@ def test_an_endless_body_fails_at_max_response_bytes_with_bounded_memory():
                 r, growth = rss_growth_kib(lambda: s.get("/endless"))
                 assert isinstance(r.error, ResponseTooLarge), repr(r.error)
                 assert "max_response_bytes (8388608 bytes)" in str(r.error)
-                assert growth < 3 * cap // 1024  # a body's worth and its buffer's doubling, not what the server sent
+                assert UNDER_ASAN or growth < 3 * cap // 1024  # a body and its buffer's doubling, not the stream
             assert s.get("/ok").content == b"hello world"
             assert len(rec.failures()) == 3
         finally:
@@ -190,7 +195,7 @@ def test_a_gzip_bomb_fails_at_the_limit_after_decompression():
         try:
             r, growth = rss_growth_kib(lambda: s.get("/bomb"))
             assert isinstance(r.error, ResponseTooLarge), repr(r.error)
-            assert growth < 3 * 64 * 1024  # 512 MiB inflated would be far past this
+            assert UNDER_ASAN or growth < 3 * 64 * 1024  # 512 MiB inflated would be far past this
         finally:
             s.close()
 
