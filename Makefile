@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEBS := libcurl4-openssl-dev libuv1-dev zlib1g-dev libbrotli-dev pkg-config
 DEMO_PORT ?= 18089
 
-.PHONY: all deps venv build test sanitize demo bench lint clean
+.PHONY: all deps venv build test sanitize tsan demo bench lint clean
 
 all: build
 
@@ -47,7 +47,18 @@ sanitize: venv
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(PY) -m pytest -q -p no:cacheprovider $(SANITIZE_SUITES) || status=$$?; \
 	$(PY) setup.py -q build_ext --inplace --force; \
-	exit $$status
+	[ $$status = 0 ] || exit $$status; \
+	$(MAKE) --no-print-directory tsan
+
+# The engine's queues and life cycle under ThreadSanitizer: a C-only stress test (TSan cannot follow greenlets).
+ENGINE_C := csrc/engine.c csrc/transfer.c csrc/decode.c csrc/stats.c
+build/engine_stress: tests/c/engine_stress.c $(ENGINE_C) csrc/locust_c.h | deps
+	mkdir -p build
+	gcc -std=gnu11 -Wall -g -O1 -fsanitize=thread -o $@ tests/c/engine_stress.c $(ENGINE_C) \
+		$$(pkg-config --cflags --libs libcurl libuv zlib libbrotlidec) -lpthread -lm
+
+tsan: build/engine_stress
+	TSAN_OPTIONS=halt_on_error=1 build/engine_stress 20 20000
 
 lint: venv
 	$(VENV)/bin/ruff check locust_c tests bench examples
