@@ -67,23 +67,28 @@ static int decode_start(decoder_t *d, const unsigned char *data, size_t len) {
 }
 
 /*
- * Decodes len bytes of the body into out, which may grow to max bytes (0: no limit). Returns 0, or the REQ_ERR_*
- * that fails the request. Bytes after the end of the stream are ignored, as zlib's own tools ignore them.
+ * Decodes the len bytes at data into out, which may grow to max bytes (0: no limit), and stops early once it has
+ * produced at least budget bytes: *used says how many input bytes it took. Returns 0, or the REQ_ERR_* that fails
+ * the request. Bytes after the end of the stream are ignored, as zlib's own tools ignore them.
  */
-int decode_write(decoder_t *d, const char *data, size_t len, buf_t *out, size_t max) {
+int decode_write(decoder_t *d, const char *data, size_t len, buf_t *out, size_t max, size_t budget, size_t *used) {
   const unsigned char *in = (const unsigned char *)data;
-  int rc;
+  size_t start_len = len, start_out = out->len;
+  int rc = 0;
+  *used = len;
   if (d->coding == CODING_NONE) {
     if (max > 0 && out->len + len > max) return REQ_ERR_BODY_TOO_LARGE;
     return buf_append(out, data, len) == 0 ? 0 : REQ_ERR_NO_MEMORY;
   }
-  if (d->finished || len == 0) return 0;
+  if (d->finished || (len == 0 && !d->pending)) return 0;
   d->received = 1;
   if (!d->z_ready && d->br == NULL && (rc = decode_start(d, in, len)) != 0) return rc;
-  while (len > 0 && !d->finished) {
+  /* A step that filled its room may have left output inside the decoder, with no input left to push it out. */
+  while ((len > 0 || d->pending) && !d->finished && out->len - start_out < budget) {
     size_t room;
     if (buf_reserve(out, DECODE_STEP) != 0) return REQ_ERR_NO_MEMORY;
     room = out->cap - out->len;
+    if (room > DECODE_STEP) room = DECODE_STEP; /* so that the budget is kept to within a step */
     if (max > 0 && room > max - out->len + 1) room = max - out->len + 1; /* one byte over says "too large" */
     if (d->coding == CODING_BR) {
       size_t avail_in = len, avail_out = room;
@@ -93,6 +98,7 @@ int decode_write(decoder_t *d, const char *data, size_t len, buf_t *out, size_t 
       len = avail_in;
       if (r == BROTLI_DECODER_RESULT_ERROR) return REQ_ERR_BAD_ENCODING;
       if (r == BROTLI_DECODER_RESULT_SUCCESS) d->finished = 1;
+      d->pending = r == BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT;
     } else {
       d->z.next_in = (Bytef *)in;
       d->z.avail_in = (uInt)(len > UINT32_MAX ? UINT32_MAX : len);
@@ -109,13 +115,18 @@ int decode_write(decoder_t *d, const char *data, size_t len, buf_t *out, size_t 
         return REQ_ERR_NO_MEMORY;
       else if (rc != Z_OK && rc != Z_BUF_ERROR)
         return REQ_ERR_BAD_ENCODING;
-      else if (rc == Z_BUF_ERROR && d->z.avail_out != 0)
-        return REQ_ERR_BAD_ENCODING; /* no progress with room to spare: the stream is broken */
+      else if (rc == Z_BUF_ERROR && d->z.avail_out != 0 && len > 0)
+        return REQ_ERR_BAD_ENCODING; /* no progress with room and input to spare: the stream is broken */
+      d->pending = !d->finished && d->z.avail_out == 0;
     }
     if (max > 0 && out->len > max) return REQ_ERR_BODY_TOO_LARGE;
   }
+  *used = d->finished ? start_len : start_len - len;
   return 0;
 }
+
+/* Output waits inside the decoder: it must be called again, with no more input if need be. */
+int decode_pending(const decoder_t *d) { return d->pending && !d->finished; }
 
 /* At the end of the body: 0 when the compressed stream was complete (or there was none), else why not. */
 int decode_finish(decoder_t *d) {
@@ -130,5 +141,5 @@ void decode_end(decoder_t *d) {
   d->z_ready = 0;
   d->br = NULL;
   d->coding = CODING_NONE;
-  d->received = d->finished = 0;
+  d->received = d->finished = d->pending = 0;
 }

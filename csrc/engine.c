@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 static void engine_check_done(engine_t *e);
+static void engine_resume_cb(uv_idle_t *idle);
 
 /* ---- buffers ----------------------------------------------------------------------------------------- */
 
@@ -238,6 +239,7 @@ static int engine_socket_cb(CURL *easy, curl_socket_t fd, int action, void *user
     if (action != CURL_POLL_OUT) events |= UV_READABLE;
     if (action != CURL_POLL_IN) events |= UV_WRITABLE;
     s->wanted = events;
+    s->dead = 0; /* in use again (after a pause, data that waited looked like the server closing it) */
     sock_watch(s, events);
     break;
   case CURL_POLL_REMOVE:
@@ -526,6 +528,47 @@ static void engine_flush_timers_cb(uv_prepare_t *prepare) {
   engine_t *e = prepare->data;
   engine_publish(e);
   e->io_wake_ns = 0; /* the loop is about to wait for I/O */
+  e->decoded = 0;    /* a new decode budget for the I/O phase */
+}
+
+/* ---- the decode budget (see ENGINE_DECODE_BUDGET) ---------------------------------------------------- */
+
+/* Files a transfer that paused itself; the idle handle keeps the loop from blocking while any is. */
+void engine_pause(engine_t *e, xfer_t *x) {
+  if (x->paused) return;
+  x->paused = 1;
+  __atomic_add_fetch(&e->counters.decode_pauses, 1, __ATOMIC_RELAXED);
+  x->next_paused = e->paused;
+  e->paused = x;
+  if (!uv_is_active((uv_handle_t *)&e->resume)) uv_idle_start(&e->resume, engine_resume_cb);
+}
+
+/* Takes a transfer out of the paused list (it was cancelled, or is being resumed). */
+void engine_unpause(engine_t *e, xfer_t *x) {
+  xfer_t **link = &e->paused;
+  while (*link != NULL && *link != x) link = &(*link)->next_paused;
+  if (*link == x) *link = x->next_paused;
+  x->next_paused = NULL;
+  x->paused = 0;
+}
+
+/*
+ * Once per loop iteration while transfers are paused: renew the budget and resume them. libcurl hands the
+ * paused chunk over again from inside curl_easy_pause, so a transfer may pause again at once, in a new list.
+ */
+static void engine_resume_cb(uv_idle_t *idle) {
+  engine_t *e = idle->data;
+  xfer_t *x = e->paused, *next;
+  e->paused = NULL;
+  e->decoded = 0;
+  for (; x != NULL; x = next) {
+    next = x->next_paused;
+    x->next_paused = NULL;
+    x->paused = 0;
+    curl_easy_pause(x->easy, CURLPAUSE_CONT);
+  }
+  if (e->paused == NULL) uv_idle_stop(&e->resume);
+  engine_check_done(e);
 }
 
 static void engine_flush_io_cb(uv_check_t *check) { engine_publish(check->data); }
@@ -656,6 +699,8 @@ int engine_init(engine_t *e, uint64_t set_aside_after_ms) {
   e->flush_timers.data = e;
   uv_prepare_start(&e->flush_timers, engine_flush_timers_cb);
   uv_unref((uv_handle_t *)&e->flush_timers);
+  uv_idle_init(&e->loop, &e->resume);
+  e->resume.data = e;
   uv_check_init(&e->loop, &e->flush_io);
   e->flush_io.data = e;
   uv_check_start(&e->flush_io, engine_flush_io_cb);
@@ -759,5 +804,6 @@ void engine_counters(engine_t *e, engine_counters_t *out) {
   out->socket_events = __atomic_load_n(&e->counters.socket_events, __ATOMIC_RELAXED);
   out->set_aside = __atomic_load_n(&e->counters.set_aside, __ATOMIC_RELAXED);
   out->resumed = __atomic_load_n(&e->counters.resumed, __ATOMIC_RELAXED);
+  out->decode_pauses = __atomic_load_n(&e->counters.decode_pauses, __ATOMIC_RELAXED);
   out->in_flight = out->submitted - out->completed;
 }

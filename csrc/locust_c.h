@@ -162,6 +162,14 @@ enum {
  */
 #define ENGINE_SET_ASIDE_AFTER_MS 5000
 
+/*
+ * Decoded bytes the engine produces per loop iteration at most, across all transfers: a compressed body that
+ * expands by a thousand (a gzip bomb, or a large honest one) would otherwise hold the thread for as long as it
+ * takes to inflate max_response_bytes, and every other request's clock with it. Past the budget a transfer is
+ * paused until the next iteration, after the loop has looked at every other socket.
+ */
+#define ENGINE_DECODE_BUDGET (1024 * 1024)
+
 /* A set-aside connection idle this long is closed: libcurl's default CURLOPT_MAXAGE_CONN. */
 #define ENGINE_KEPT_MAX_AGE_MS 118000
 
@@ -270,12 +278,14 @@ typedef struct {
   int received; /* a byte of the compressed body arrived */
   int finished; /* the compressed stream reached its end */
   int z_ready;  /* z is initialised (gzip, deflate) */
+  int pending;  /* the last step filled its room: more output may wait inside the decoder */
   z_stream z;
   struct BrotliDecoderStateStruct *br;
 } decoder_t;
 
 int decode_begin(decoder_t *d, const char *value, size_t n);
-int decode_write(decoder_t *d, const char *data, size_t len, buf_t *out, size_t max);
+int decode_write(decoder_t *d, const char *data, size_t len, buf_t *out, size_t max, size_t budget, size_t *used);
+int decode_pending(const decoder_t *d);
 int decode_finish(decoder_t *d);
 void decode_end(decoder_t *d);
 
@@ -294,6 +304,9 @@ struct xfer_s {
   int head_done;           /* the last response's header block has ended (its empty line arrived) */
   int64_t content_length;  /* the last response's Content-Length, -1 before one arrived */
   decoder_t decoder;       /* the last response's Content-Encoding */
+  size_t decode_skip;      /* bytes of the chunk libcurl delivers again after a pause that were decoded already */
+  int paused;              /* waiting in the engine's paused list for the next loop iteration (see decode budget) */
+  xfer_t *next_paused;
   int fault;               /* REQ_ERR_* found by our own callbacks, 0 when none */
   const char *rejected;    /* the first option libcurl refused since the last start (see XFER_SET) */
   CURLcode rejected_code;
@@ -359,6 +372,7 @@ typedef struct {
   uint64_t socket_events; /* readiness events the loop delivered, parked connections' included */
   uint64_t set_aside;     /* times an idle user was set aside */
   uint64_t resumed;       /* times a set-aside connection carried a request again */
+  uint64_t decode_pauses; /* times a transfer paused for the next loop iteration, past the decode budget */
 } engine_counters_t;
 
 struct engine_s {
@@ -381,6 +395,9 @@ struct engine_s {
   /* Engine thread only. */
   uv_prepare_t flush_timers;          /* hands completions to Python in one go: those of the timer phase */
   uv_check_t flush_io;                /* and those of the I/O phase */
+  uv_idle_t resume;                   /* runs while transfers are paused by the decode budget: resumes them */
+  xfer_t *paused;                     /* transfers paused by the decode budget */
+  size_t decoded;                     /* decoded bytes produced since the budget was last renewed */
   request_t *batch_head, *batch_tail; /* completions of the current loop iteration */
   client_t *clients;
   uint64_t io_wake_ns; /* when this loop iteration's epoll_wait returned (first I/O callback), 0 before */
@@ -409,6 +426,8 @@ int engine_stop(engine_t *e);
 request_t *engine_drain(engine_t *e);
 void engine_destroy(engine_t *e);
 void engine_complete(engine_t *e, request_t *req);
+void engine_pause(engine_t *e, xfer_t *x);
+void engine_unpause(engine_t *e, xfer_t *x);
 void engine_counters(engine_t *e, engine_counters_t *out);
 
 client_t *client_create(engine_t *e, const client_options_t *opts);

@@ -719,10 +719,11 @@ static PyObject *engine_py_counters(EngineObject *self, PyObject *unused) {
   engine_counters_t c;
   if (engine_check(self) < 0) return NULL;
   engine_counters(self->engine, &c);
-  return Py_BuildValue("{sKsKsKsKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
+  return Py_BuildValue("{sKsKsKsKsKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
                        (unsigned long long)c.completed, "in_flight", (unsigned long long)(c.submitted - c.completed),
                        "clients", (unsigned long long)c.clients, "socket_events", (unsigned long long)c.socket_events,
-                       "set_aside", (unsigned long long)c.set_aside, "resumed", (unsigned long long)c.resumed);
+                       "set_aside", (unsigned long long)c.set_aside, "resumed", (unsigned long long)c.resumed,
+                       "decode_pauses", (unsigned long long)c.decode_pauses);
 }
 
 static PyObject *engine_get_running(EngineObject *self, void *closure) {

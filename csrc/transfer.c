@@ -5,7 +5,9 @@
  */
 #include "locust_c.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -199,6 +201,7 @@ static void client_recycle(client_t *c, xfer_t *x) {
   engine_t *e = c->engine;
   client_unlink_active(c, x);
   if (c->nactive == 0) c->idle_since = uv_now(&e->loop);
+  if (LC_UNLIKELY(x->paused)) engine_unpause(e, x); /* cancelled while paused: it leaves the list */
   x->req = NULL;
   x->client = NULL;
   curl_easy_setopt(x->easy, CURLOPT_SHARE, NULL);
@@ -335,9 +338,34 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
  */
 static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
   xfer_t *x = userp;
-  size_t len = size * n;
-  int rc = decode_write(&x->decoder, data, len, &x->req->content, (size_t)x->client->opts.max_response_bytes);
-  return LC_LIKELY(rc == 0) ? len : xfer_fail_capture(x, rc);
+  engine_t *e = x->engine;
+  size_t len = size * n, skip = x->decode_skip, used, before = x->req->content.len;
+  size_t max = (size_t)x->client->opts.max_response_bytes;
+  int rc;
+  if (LC_LIKELY(x->decoder.coding == CODING_NONE)) {
+    rc = decode_write(&x->decoder, data, len, &x->req->content, max, SIZE_MAX, &used);
+    return LC_LIKELY(rc == 0) ? len : xfer_fail_capture(x, rc);
+  }
+  /*
+   * A compressed body is decoded within the engine's budget for this loop iteration. Past it the transfer pauses:
+   * libcurl keeps the chunk and hands it over again when the transfer resumes, so what was decoded of it already
+   * is skipped then.
+   */
+  assert(skip <= len);
+  if (e->decoded >= ENGINE_DECODE_BUDGET) goto pause;
+  rc = decode_write(&x->decoder, data + skip, len - skip, &x->req->content, max, ENGINE_DECODE_BUDGET - e->decoded,
+                    &used);
+  e->decoded += x->req->content.len - before;
+  if (rc != 0) return xfer_fail_capture(x, rc);
+  if (skip + used < len || decode_pending(&x->decoder)) { /* out of budget: the rest at the next iteration */
+    x->decode_skip = skip + used;
+    goto pause;
+  }
+  x->decode_skip = 0;
+  return len;
+pause:
+  engine_pause(e, x);
+  return CURL_WRITEFUNC_PAUSE;
 }
 
 /* ---- transfers --------------------------------------------------------------------------------------- */
@@ -421,6 +449,7 @@ int xfer_start(xfer_t *x, request_t *req) {
   x->head_done = 0;
   x->content_length = -1;
   x->fault = 0;
+  x->decode_skip = 0;
   decode_end(&x->decoder);
   xfer_configure(x, x->client);
   XFER_SET(x, CURLOPT_SHARE, x->client->share);

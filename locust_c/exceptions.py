@@ -85,6 +85,9 @@ def _os_error(cls: type[OSError], code: int) -> OSError:
     return cls(code, os.strerror(code))
 
 
+# How libcurl 7.88 words a connect timeout, by the timer that fired first.
+_CONNECT_TIMEOUTS = ("Connection timed out", "Connection timeout", "Connection time-out", "Failed to connect")
+
 # How libcurl words a failed socket call: "Recv failure: Connection reset by peer", "Send failure: Broken pipe".
 _SOCKET_FAILURES = {"Connection reset by peer": (ConnectionResetError, errno.ECONNRESET),
                     "Broken pipe": (BrokenPipeError, errno.EPIPE)}
@@ -121,7 +124,7 @@ def error_for(result: int, os_errno: int, message: str | None) -> BaseException:
             return TimeoutError("connect timed out")
         return _os_error(ConnectionError, os_errno) if os_errno else ConnectionError(message)
     if result == CURLE_OPERATION_TIMEDOUT:
-        if message.startswith(("Connection timed out", "Connection timeout", "Connection time-out", "Failed to connect")):
+        if message.startswith(_CONNECT_TIMEOUTS):
             return TimeoutError("connect timed out")
         return TimeoutError("timed out")
     if result in (CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY):
