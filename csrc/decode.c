@@ -82,7 +82,29 @@ int decode_write(decoder_t *d, const char *data, size_t len, buf_t *out, size_t 
   }
   if (d->finished || (len == 0 && !d->pending)) return 0;
   d->received = 1;
-  if (!d->z_ready && d->br == NULL && (rc = decode_start(d, in, len)) != 0) return rc;
+  if (!d->z_ready && d->br == NULL) {
+    /* Two bytes tell a zlib header from raw deflate: a body that starts with one byte alone waits for the next. */
+    unsigned char first[2];
+    if (d->coding == CODING_DEFLATE && d->nheld + len < 2) {
+      d->held = in[0];
+      d->nheld = 1;
+      return 0;
+    }
+    first[0] = d->nheld ? d->held : in[0];
+    first[1] = d->nheld ? in[0] : in[1];
+    if ((rc = decode_start(d, first, 2)) != 0) return rc;
+    if (d->nheld) { /* the held byte is part of the zlib header or the first block: it yields no output */
+      unsigned char held = d->held, none;
+      d->nheld = 0;
+      d->z.next_in = &held;
+      d->z.avail_in = 1;
+      d->z.next_out = &none; /* zlib wants a buffer, even one it may not write to */
+      d->z.avail_out = 0;
+      rc = inflate(&d->z, Z_NO_FLUSH);
+      if (rc != Z_OK && rc != Z_BUF_ERROR) return REQ_ERR_BAD_ENCODING;
+      if (d->z.avail_in != 0) return REQ_ERR_BAD_ENCODING;
+    }
+  }
   /* A step that filled its room may have left output inside the decoder, with no input left to push it out. */
   while ((len > 0 || d->pending) && !d->finished && out->len - start_out < budget) {
     size_t room;
@@ -142,4 +164,5 @@ void decode_end(decoder_t *d) {
   d->br = NULL;
   d->coding = CODING_NONE;
   d->received = d->finished = d->pending = 0;
+  d->nheld = 0;
 }

@@ -528,44 +528,62 @@ static void engine_flush_timers_cb(uv_prepare_t *prepare) {
   engine_t *e = prepare->data;
   engine_publish(e);
   e->io_wake_ns = 0; /* the loop is about to wait for I/O */
-  e->decoded = 0;    /* a new decode budget for the I/O phase */
 }
 
 /* ---- the decode budget (see ENGINE_DECODE_BUDGET) ---------------------------------------------------- */
 
-/* Files a transfer that paused itself; the idle handle keeps the loop from blocking while any is. */
+/*
+ * Files a transfer that paused itself, last in line: transfers take turns. The idle handle keeps the loop from
+ * blocking while any is paused, and renews the budget once per iteration; with none paused the budget is the
+ * decoding allowed before the first pause.
+ */
 void engine_pause(engine_t *e, xfer_t *x) {
   if (x->paused) return;
   x->paused = 1;
   __atomic_add_fetch(&e->counters.decode_pauses, 1, __ATOMIC_RELAXED);
-  x->next_paused = e->paused;
-  e->paused = x;
+  x->next_paused = NULL;
+  if (e->paused_tail)
+    e->paused_tail->next_paused = x;
+  else
+    e->paused = x;
+  e->paused_tail = x;
   if (!uv_is_active((uv_handle_t *)&e->resume)) uv_idle_start(&e->resume, engine_resume_cb);
 }
 
 /* Takes a transfer out of the paused list (it was cancelled, or is being resumed). */
 void engine_unpause(engine_t *e, xfer_t *x) {
-  xfer_t **link = &e->paused;
-  while (*link != NULL && *link != x) link = &(*link)->next_paused;
-  if (*link == x) *link = x->next_paused;
+  xfer_t **link = &e->paused, *prev = NULL;
+  while (*link != NULL && *link != x) {
+    prev = *link;
+    link = &(*link)->next_paused;
+  }
+  if (*link == x) {
+    *link = x->next_paused;
+    if (e->paused_tail == x) e->paused_tail = prev;
+  }
   x->next_paused = NULL;
   x->paused = 0;
 }
 
 /*
- * Once per loop iteration while transfers are paused: renew the budget and resume them. libcurl hands the
- * paused chunk over again from inside curl_easy_pause, so a transfer may pause again at once, in a new list.
+ * Once per loop iteration while transfers are paused: renew the budget and resume them in turn. libcurl hands
+ * the paused chunk over again from inside curl_easy_pause, so a transfer may pause again at once, in a new
+ * list. When the chunk fails as it is handed over (the body went over its limit, or is corrupt), libcurl 7.88
+ * returns the error from curl_easy_pause without failing the transfer or watching its socket again: the
+ * transfer would wait for its timeout. It is finished here instead, with its fault.
  */
 static void engine_resume_cb(uv_idle_t *idle) {
   engine_t *e = idle->data;
   xfer_t *x = e->paused, *next;
-  e->paused = NULL;
+  e->paused = e->paused_tail = NULL;
   e->decoded = 0;
   for (; x != NULL; x = next) {
+    CURLcode rc;
     next = x->next_paused;
     x->next_paused = NULL;
     x->paused = 0;
-    curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    if (LC_UNLIKELY(rc != CURLE_OK || x->fault != 0)) xfer_finish(x, rc != CURLE_OK ? rc : CURLE_WRITE_ERROR);
   }
   if (e->paused == NULL) uv_idle_stop(&e->resume);
   engine_check_done(e);

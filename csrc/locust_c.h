@@ -279,6 +279,8 @@ typedef struct {
   int finished; /* the compressed stream reached its end */
   int z_ready;  /* z is initialised (gzip, deflate) */
   int pending;  /* the last step filled its room: more output may wait inside the decoder */
+  int nheld;    /* deflate: the first byte waits for the second, which tells the format */
+  unsigned char held;
   z_stream z;
   struct BrotliDecoderStateStruct *br;
 } decoder_t;
@@ -303,6 +305,7 @@ struct xfer_s {
   int resumed;             /* this attempt runs on a set-aside connection */
   int head_done;           /* the last response's header block has ended (its empty line arrived) */
   int64_t content_length;  /* the last response's Content-Length, -1 before one arrived */
+  int status;              /* the last response's status code, from its status line */
   decoder_t decoder;       /* the last response's Content-Encoding */
   size_t decode_skip;      /* bytes of the chunk libcurl delivers again after a pause that were decoded already */
   int paused;              /* waiting in the engine's paused list for the next loop iteration (see decode budget) */
@@ -396,7 +399,7 @@ struct engine_s {
   uv_prepare_t flush_timers;          /* hands completions to Python in one go: those of the timer phase */
   uv_check_t flush_io;                /* and those of the I/O phase */
   uv_idle_t resume;                   /* runs while transfers are paused by the decode budget: resumes them */
-  xfer_t *paused;                     /* transfers paused by the decode budget */
+  xfer_t *paused, *paused_tail;       /* transfers paused by the decode budget, in the order they paused */
   size_t decoded;                     /* decoded bytes produced since the budget was last renewed */
   request_t *batch_head, *batch_tail; /* completions of the current loop iteration */
   client_t *clients;

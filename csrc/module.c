@@ -1194,7 +1194,8 @@ static PyObject *module_percentiles(PyObject *module, PyObject *args) {
   if ((out = PyList_New(PySequence_Fast_GET_SIZE(seq))) == NULL) goto done;
   for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
     double p = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
-    if (PyErr_Occurred()) {
+    if (PyErr_Occurred() || !(p >= 0.0 && p <= 100.0)) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "percentiles must be between 0 and 100");
       Py_CLEAR(out);
       goto done;
     }

@@ -307,26 +307,60 @@ static int xfer_check_length(xfer_t *x, const char *v, size_t n) {
   return 0;
 }
 
+/* The status code of a status line ("HTTP/1.1 200 OK", "HTTP/2 200"), 0 when it has none. */
+static int xfer_status_of(const char *line, size_t len) {
+  const char *space = memchr(line, ' ', len);
+  int code = 0;
+  if (space == NULL) return 0;
+  for (const char *p = space + 1; p < line + len && p < space + 4; p++) {
+    if (*p < '0' || *p > '9') return 0;
+    code = code * 10 + (*p - '0');
+  }
+  return code;
+}
+
+/*
+ * A body is refused at the end of its header block when its Content-Length already says it is over the limit:
+ * an identity body (a compressed one may be larger decoded, and that is decode.c's to count) of a final answer
+ * that has one, not a HEAD's, a redirect's (libcurl reads past its body when it follows) or a 204's or 304's.
+ */
+static int xfer_body_refused(xfer_t *x) {
+  curl_off_t max = x->client->opts.max_response_bytes;
+  int status = x->status;
+  if (max <= 0 || x->content_length <= max || x->decoder.coding != CODING_NONE) return 0;
+  if ((x->req->flags & REQ_HEAD) || status < 200 || (status >= 300 && status < 400) || status == 204) return 0;
+  return 1;
+}
+
 static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
   xfer_t *x = userp;
   buf_t *head = &x->req->head;
   size_t len = size * n;
-  /* A status line starts a new response (after a redirect or a 100 Continue): keep only the last one. */
-  if (len > 5 && memcmp(data, "HTTP/", 5) == 0) {
+  int rc = 0;
+  if (LC_UNLIKELY(x->fault != 0)) return 0;
+  /*
+   * A status line starts a new response (after a redirect or a 100 Continue): keep only the last one. In the
+   * middle of a header block it is a malformed header line, kept as it is.
+   */
+  if (len > 5 && memcmp(data, "HTTP/", 5) == 0 && (x->head_done || head->len == 0)) {
     head->len = 0;
     x->head_done = 0;
     x->content_length = -1;
+    x->status = xfer_status_of(data, len);
     decode_end(&x->decoder);
+  } else if (x->head_done) {
+    return len; /* a trailer, after a chunked or HTTP/2 body: its fields do not describe the body */
   } else if ((len == 2 && data[0] == '\r' && data[1] == '\n') || (len == 1 && data[0] == '\n')) {
     x->head_done = 1; /* the empty line: what follows is the body (or the next response, after a 1xx) */
+    if (xfer_body_refused(x)) rc = REQ_ERR_BODY_TOO_LARGE;
   } else if ((data[0] | 0x20) == 'c' && len > 15) {
-    int rc = 0;
     if (strncasecmp(data, "content-length:", 15) == 0 && xfer_check_length(x, data + 15, len - 15) != 0)
       rc = REQ_ERR_BAD_LENGTH;
     else if (len > 17 && strncasecmp(data, "content-encoding:", 17) == 0)
-      rc = decode_begin(&x->decoder, data + 17, len - 17);
-    if (rc != 0) return xfer_fail_capture(x, rc);
+      /* A second coding line would be a second coding: one is understood (decode_begin), two are refused. */
+      rc = x->decoder.coding != CODING_NONE ? REQ_ERR_BAD_ENCODING : decode_begin(&x->decoder, data + 17, len - 17);
   }
+  if (LC_UNLIKELY(rc != 0)) return xfer_fail_capture(x, rc);
   if (LC_UNLIKELY(head->len + len > ENGINE_MAX_HEAD_BYTES)) return xfer_fail_capture(x, REQ_ERR_HEAD_TOO_LARGE);
   if (LC_UNLIKELY(buf_append(head, data, len) != 0)) return xfer_fail_capture(x, REQ_ERR_NO_MEMORY);
   return len;
@@ -351,12 +385,16 @@ static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
    * libcurl keeps the chunk and hands it over again when the transfer resumes, so what was decoded of it already
    * is skipped then.
    */
+  if (LC_UNLIKELY(x->fault != 0)) return 0;
   assert(skip <= len);
   if (e->decoded >= ENGINE_DECODE_BUDGET) goto pause;
   rc = decode_write(&x->decoder, data + skip, len - skip, &x->req->content, max, ENGINE_DECODE_BUDGET - e->decoded,
                     &used);
   e->decoded += x->req->content.len - before;
-  if (rc != 0) return xfer_fail_capture(x, rc);
+  if (rc != 0) {
+    x->decode_skip = 0;
+    return xfer_fail_capture(x, rc);
+  }
   if (skip + used < len || decode_pending(&x->decoder)) { /* out of budget: the rest at the next iteration */
     x->decode_skip = skip + used;
     goto pause;
@@ -420,8 +458,6 @@ static void xfer_configure(xfer_t *x, client_t *c) {
   XFER_SET(x, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   XFER_SET(x, CURLOPT_TIMEOUT_MS, o->timeout_ms);
   XFER_SET(x, CURLOPT_MAXREDIRS, o->max_redirects);
-  /* A Content-Length over the limit fails before the body is read; xfer_write_cb bounds the rest. */
-  XFER_SET(x, CURLOPT_MAXFILESIZE_LARGE, o->max_response_bytes);
   XFER_SET(x, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
   XFER_SET(x, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
   XFER_SET(x, CURLOPT_PROXY, o->proxy ? o->proxy : ""); /* "": no proxy, whatever http_proxy says */
@@ -544,11 +580,6 @@ static int xfer_outcome(xfer_t *x, CURLcode code) {
       return REQ_ERR_BAD_ENCODING;
     }
     return CURLE_OK;
-  }
-  if (code == CURLE_FILESIZE_EXCEEDED) {
-    snprintf(x->errbuf, sizeof(x->errbuf), "response body larger than max_response_bytes (%lld bytes)",
-             (long long)x->client->opts.max_response_bytes);
-    return REQ_ERR_BODY_TOO_LARGE;
   }
   /* libcurl keeps one header line in a buffer of CURL_MAX_HTTP_HEADER and fails with "out of memory" past it. */
   if (code == CURLE_OUT_OF_MEMORY && req->head.len > 0 && !x->head_done) {

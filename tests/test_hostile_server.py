@@ -303,3 +303,77 @@ def test_retries_resend_only_what_may_be_sent_twice():
             assert server.requests["drop"] == 4
         finally:
             s.close()
+
+
+# ---- found in review: each failed before its fix ---------------------------------------------------------------
+
+def test_a_body_going_over_the_limit_while_resumed_fails_at_once_and_the_user_goes_on():
+    """The limit is crossed while a paused body is handed back: libcurl 7.88 reports that only to the caller of
+    curl_easy_pause, and the transfer would wait for network_timeout (60 s here) on a kept-alive connection."""
+    packed = gzip.compress(bytes(8 << 20))
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)
+    with RawServer({"zeros": [head + packed, KEEP], "ok": [OK_CL, KEEP]}) as server:
+        s, rec = session(server.url, network_timeout=60, max_response_bytes=4 << 20)
+        try:
+            assert s.get("/ok").status_code == 200  # the connection is open and kept
+            with gevent.Timeout(15):  # a hang guard only: the failure comes as soon as the limit is crossed
+                for _ in range(3):
+                    r = s.get("/zeros")
+                    assert isinstance(r.error, ResponseTooLarge), repr(r.error)
+            assert s.get("/ok").content == b"hello world"
+        finally:
+            s.close()
+
+
+def test_the_limit_counts_only_bodies_that_are_read():
+    """A Content-Length over the limit is refused early only on a body that would be read: not on a HEAD's, nor
+    on a redirect's that libcurl skips when it follows."""
+    scripts = {"head": [b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n", KEEP],
+               "moved": [b"HTTP/1.1 302 Found\r\nLocation: /ok\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000, KEEP],
+               "ok": [OK_CL, KEEP]}
+    with RawServer(scripts) as server:
+        s, _ = session(server.url, max_response_bytes=1000)
+        try:
+            r = s.head("/head")
+            assert r.error is None and r.headers["content-length"] == "100000000"
+            r = s.get("/moved")
+            assert r.error is None and r.content == b"hello world"
+        finally:
+            s.close()
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["zlib", "raw"])
+def test_a_deflate_body_whose_first_byte_comes_alone(wrapped):
+    body = b"hello deflate " * 100
+    packed = zlib.compress(body) if wrapped else zlib.compress(body)[2:-4]
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n" % len(packed)
+    with RawServer({"split": [head + packed[:1], 0.1, packed[1:]]}) as server:
+        s, _ = session(server.url)
+        try:
+            r = s.get("/split")
+            assert r.error is None and r.content == body
+        finally:
+            s.close()
+
+
+def test_header_lines_that_do_not_describe_the_body_are_not_trusted():
+    cut = GZ_BODY[:-8]
+    scripts = {
+        # Two coding lines are two codings: one is understood, two are refused (not decoded once).
+        "twice": [b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(GZ_BODY), GZ_BODY)],
+        # A trailer cannot undo the body's coding: the cut gzip stream still fails.
+        "trailer": [b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n"
+                    b"0\r\nContent-Encoding: identity\r\nContent-Length: 1\r\n\r\n" % (len(cut), cut)],
+        # Nor can a trailer's Content-Length fail a complete body.
+        "length": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nContent-Length: 7\r\n\r\n"],
+    }
+    with RawServer(scripts) as server:
+        s, _ = session(server.url)
+        try:
+            assert isinstance(s.get("/twice").error, BadResponse)
+            assert isinstance(s.get("/trailer").error, BadResponse)
+            r = s.get("/length")
+            assert r.error is None and r.content == b"ok"
+        finally:
+            s.close()
