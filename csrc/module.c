@@ -611,6 +611,17 @@ static PyObject *engine_fileno(EngineObject *self, PyObject *unused) {
   return PyLong_FromLong(self->engine->event_fd);
 }
 
+/* FastHttpUser's valid_response_codes (locust_c.session.VALID_RESPONSE_CODES): only these are batched. */
+static int status_is_success(long status) {
+  switch (status) {
+  case 200: case 201: case 202: case 203: case 204: case 205: case 206: case 207: case 208: case 226:
+  case 301: case 302: case 303: case 304: case 307: case 308:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 /*
  * Resumes every waiter whose request has finished: token.switch(result) for each, in completion order.
  * Runs in the gevent hub (it is the eventfd watcher's callback). Before any waiter runs, the batch's
@@ -639,7 +650,7 @@ static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject
     int batch;
     n++;
     if (ep == NULL || req->result == REQ_ERR_CANCELLED) continue;
-    batch = (req->flags & REQ_BATCH_STATS) && req->result == CURLE_OK && req->status < 400;
+    batch = (req->flags & REQ_BATCH_STATS) && req->result == CURLE_OK && status_is_success(req->status);
     if (batch && !ep->dirty) {
       if (PyList_Append(dirty, (PyObject *)ep) == 0)
         ep->dirty = 1;
@@ -971,7 +982,7 @@ static int validate_header(PyObject *line_obj, const char *h, Py_ssize_t len) {
       return -1;
     }
     if (colon < 0) {
-      if (ch == ':')
+      if (ch == ':' || (ch == ';' && i == len - 1)) /* "Name;" is libcurl's way to send a header empty */
         colon = i;
       else if (!is_tchar(ch))
         break;

@@ -36,6 +36,8 @@ __all__ = ["FastCSession", "FastCResponse", "FastCRequest", "ResponseContextMana
 _ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
 _ANY_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
+# FastHttpUser's successes (LocustUserAgent.valid_response_codes); the engine batches exactly these (module.c).
+VALID_RESPONSE_CODES = frozenset([200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 301, 302, 303, 304, 307, 308])
 _IDEMPOTENT = _engine.IDEMPOTENT
 _FLAGS_BY_METHOD = {"GET": _engine.GET | _IDEMPOTENT, "HEAD": _engine.HEAD | _IDEMPOTENT, "POST": _engine.POST,
                     "PUT": _IDEMPOTENT, "DELETE": _IDEMPOTENT, "OPTIONS": _IDEMPOTENT, "TRACE": _IDEMPOTENT}
@@ -207,8 +209,8 @@ class FastCResponse:
 
     @property
     def ok(self) -> bool:
-        """True when a response arrived with a status below 400."""
-        return 0 < self.status_code < 400
+        """True when the status is below 400 (also when no response came, status 0), as FastHttpUser has it."""
+        return self.status_code < 400
 
     @property
     def url(self) -> str:
@@ -232,6 +234,12 @@ class FastCResponse:
         """Raise the error this request ended with, if any."""
         if self.error is not None:
             raise self.error
+
+    def __enter__(self) -> FastCResponse:
+        raise LocustError("In order to use a with-block for requests, you must also pass catch_response=True")
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
 
     def success(self) -> None:
         raise LocustError(
@@ -321,6 +329,9 @@ class FastCSession:
     It owns the user's keep-alive connections (up to ``concurrency`` at once) and cookie jar; nothing is shared
     with other sessions. Call ``close()`` to release them (FastCUser does so when the user stops).
     """
+
+    valid_response_codes: frozenset[int] = VALID_RESPONSE_CODES
+    """Statuses that are a success; any other fails the request with ``BadStatusCode`` (FastHttpUser's set)."""
 
     def __init__(
         self,
@@ -492,7 +503,8 @@ class FastCSession:
         stats_name = name or self.request_name or url
         reporter = self._reporter
         endpoint = reporter.endpoint(method, stats_name)
-        if endpoint is not None and not catch_response and reporter.batchable():
+        if endpoint is not None and not catch_response and reporter.batchable() and \
+                self.valid_response_codes is VALID_RESPONSE_CODES:
             flags |= _BATCH
         start_time = time.time()
         waiter = Waiter()
@@ -513,7 +525,7 @@ class FastCSession:
             error: BaseException | None = error_for(result.result, result.os_errno, result.error)
             response = FastCResponse(None, method, full_url, lines, body, error)
         else:
-            error = BadStatusCode(full_url, result.status) if result.status >= 400 else None
+            error = BadStatusCode(full_url, result.status) if result.status not in self.valid_response_codes else None
             response = FastCResponse(result, method, full_url, lines, body, error)
 
         if catch_response:
@@ -543,6 +555,8 @@ class FastCSession:
             merged = {k: v for k, v in merged.items() if k.lower() != "authorization"}
             merged["Authorization"] = _basic_auth(auth[0], auth[1])
         body: bytes | None = None
+        if json is not None and not data:  # FastHttpUser's precedence: an empty data= gives way to json=
+            data = None
         if data is not None and data != {}:
             if isinstance(data, dict) or isinstance(data, list):
                 body = urlencode(data, doseq=True).encode()
@@ -581,7 +595,10 @@ class FastCSession:
         """Send a request and yield its body line by line, as FastHttpSession.iter_lines does."""
         response = self.request(method, url, stream=True, **kwargs)
         response.raise_for_status()
-        yield from (response.text or "").splitlines()
+        lines = (response.text or "").split("\n")  # on LF only, as FastHttpUser splits: a CR stays in its line
+        if lines[-1] == "":
+            lines.pop()
+        yield from lines
 
     def head(self, url: str, **kwargs: Any) -> Any:
         """Send a HEAD request."""

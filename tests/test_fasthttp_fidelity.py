@@ -1,0 +1,117 @@
+"""Where FastHttpUser's behaviour is visible in a user's report or a locustfile, FastCUser's is the same
+(locust/contrib/fasthttp.py is the reference)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import session
+from locust import constant, task
+from locust.env import Environment
+from locust.exception import LocustError
+from rawserver import KEEP, RawServer
+
+from locust_c import FastCUser
+from locust_c.exceptions import BadStatusCode
+
+
+def test_failures_of_one_name_make_one_row_whatever_the_query(testserver):
+    class Checker(FastCUser):
+        host = testserver.url
+        wait_time = constant(0)
+
+        @task
+        def status(self):
+            pass
+
+    env = Environment(user_classes=[Checker])
+    env.create_local_runner()
+    user = Checker(env)
+    for i in range(5):
+        user.client.get("/status/500", params={"i": i}, name="/status")
+    errors = env.runner.stats.errors
+    assert len(errors) == 1
+    (error,) = errors.values()
+    assert error.occurrences == 5 and error.name == "/status" and repr(error.error) == "BadStatusCode(code=500)"
+
+
+def test_bad_status_code_text_names_the_url(testserver):
+    s, _ = session(testserver.url)
+    try:
+        error = s.get("/status/503").error
+        assert isinstance(error, BadStatusCode) and str(error) == f"URL {testserver.url}/status/503: code=503"
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize(("status", "failed"), [(200, False), (226, False), (304, False), (299, True), (305, True),
+                                                (400, True)])
+def test_valid_response_codes_decide_a_failure(status, failed):
+    """FastHttpUser fails every status outside its valid_response_codes, 2xx and 3xx ones included; so do batched
+    statistics (the engine's own check)."""
+    scripts = {"s": [b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n" % status, KEEP]}
+    with RawServer(scripts) as server:
+
+        class Checker(FastCUser):
+            host = server.url
+
+            @task
+            def noop(self):
+                pass
+
+        env = Environment(user_classes=[Checker])
+        env.create_local_runner()
+        user = Checker(env)
+        r = user.client.get("/s", allow_redirects=False)
+        assert (r.error is not None) == failed
+        assert env.runner.stats.get("/s", "GET").num_failures == (1 if failed else 0)
+        user.client.close()
+
+
+def test_a_session_can_widen_its_valid_response_codes():
+    with RawServer({"s": [b"HTTP/1.1 299 X\r\nContent-Length: 0\r\n\r\n", KEEP]}) as server:
+        s, rec = session(server.url)
+        s.valid_response_codes = frozenset({299})
+        try:
+            assert s.get("/s").error is None and rec.last["exception"] is None
+        finally:
+            s.close()
+
+
+def test_a_with_block_without_catch_response_says_how_to_fix_it(testserver):
+    s, _ = session(testserver.url)
+    try:
+        with pytest.raises(LocustError, match="must also pass catch_response=True"):
+            with s.get("/"):
+                pass
+    finally:
+        s.close()
+
+
+def test_an_empty_data_gives_way_to_json(testserver):
+    s, _ = session(testserver.url)
+    try:
+        echoed = s.post("/echo", data="", json={"a": 1}).json()
+        assert json.loads(echoed["body"]) == {"a": 1}
+    finally:
+        s.close()
+
+
+def test_empty_header_values_are_sent(testserver):
+    s, _ = session(testserver.url)
+    try:
+        headers = {k.lower(): v for k, v in s.get("/echo", headers={"X-Empty": ""}).json()["headers"].items()}
+        assert headers["x-empty"] == ""
+    finally:
+        s.close()
+
+
+def test_iter_lines_splits_on_line_feeds_only():
+    body = b"one\r\ntwo\rstill two\xe2\x80\xa8three\n\nlast"
+    with RawServer({"l": [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body), KEEP]}) as server:
+        s, _ = session(server.url)
+        try:
+            assert list(s.iter_lines("/l")) == ["one\r", "two\rstill two\u2028three", "", "last"]
+        finally:
+            s.close()
