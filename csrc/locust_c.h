@@ -206,6 +206,9 @@ struct request_s {
   struct curl_slist *headers; /* nodes built by hand in our allocation: never curl_slist_free_all */
   const char *body;
   size_t body_len;
+  const char *cookie;      /* "a=1; b=2" sent with the jar's cookies (CURLOPT_COOKIE), or NULL */
+  long connect_timeout_ms; /* this request's own timeouts, 0 for the client's */
+  long timeout_ms;
 
   /* Outputs, written by the engine thread. */
   int result; /* CURLcode, or one of REQ_ERR_* */
@@ -309,6 +312,7 @@ struct xfer_s {
   decoder_t decoder;       /* the last response's Content-Encoding */
   size_t decode_skip;      /* bytes of the chunk libcurl delivers again after a pause that were decoded already */
   int paused;              /* waiting in the engine's paused list for the next loop iteration (see decode budget) */
+  int cookie_set;          /* CURLOPT_COOKIE holds a request's cookies: the next request must clear it */
   xfer_t *next_paused;
   int fault;               /* REQ_ERR_* found by our own callbacks, 0 when none */
   const char *rejected;    /* the first option libcurl refused since the last start (see XFER_SET) */

@@ -1014,9 +1014,35 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
   char *p;
   int rc;
 
-  if (nargs != 7) {
-    PyErr_Format(PyExc_TypeError, "submit() takes 7 arguments (%zd given)", nargs);
+  const char *cookie = NULL;
+  Py_ssize_t cookie_len = 0;
+  double connect_timeout = 0, timeout = 0;
+  if (nargs != 7 && nargs != 8) {
+    PyErr_Format(PyExc_TypeError, "submit() takes 7 or 8 arguments (%zd given)", nargs);
     return NULL;
+  }
+  /* The 8th, for the requests that have them: (cookie header value or None, connect timeout, timeout), 0 for the
+   * client's own timeout. The session has checked the values; NaN and the like are refused here again. */
+  if (nargs == 8 && args[7] != Py_None) {
+    PyObject *cookie_obj;
+    if (!PyArg_ParseTuple(args[7], "Odd:submit extras", &cookie_obj, &connect_timeout, &timeout)) return NULL;
+    if (!(connect_timeout == 0 || (connect_timeout >= CLIENT_MIN_TIMEOUT && connect_timeout <= CLIENT_MAX_TIMEOUT)) ||
+        !(timeout == 0 || (timeout >= CLIENT_MIN_TIMEOUT && timeout <= CLIENT_MAX_TIMEOUT))) {
+      PyErr_SetString(PyExc_ValueError, "a request's timeouts must be from 0.001 to 86400 seconds");
+      return NULL;
+    }
+    if (cookie_obj != Py_None) {
+      if (!PyUnicode_Check(cookie_obj)) {
+        PyErr_SetString(PyExc_TypeError, "the cookie header value must be str");
+        return NULL;
+      }
+      if ((cookie = PyUnicode_AsUTF8AndSize(cookie_obj, &cookie_len)) == NULL) return NULL;
+      if (memchr(cookie, '\r', (size_t)cookie_len) || memchr(cookie, '\n', (size_t)cookie_len) ||
+          strlen(cookie) != (size_t)cookie_len) {
+        PyErr_SetString(PyExc_ValueError, "cookies must not contain CR, LF or NUL");
+        return NULL;
+      }
+    }
   }
   endpoint_obj = args[6];
   if (endpoint_obj != Py_None) {
@@ -1067,7 +1093,7 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
     return NULL;
   }
 
-  size = sizeof(request_t) + (size_t)method_len + 1 + (size_t)url_len + 1 +
+  size = sizeof(request_t) + (size_t)method_len + 1 + (size_t)url_len + 1 + (cookie ? (size_t)cookie_len + 1 : 0) +
          (size_t)nheaders * sizeof(struct curl_slist) + (size_t)headers_len + (size_t)body.len + 1;
   req = malloc(size);
   if (req == NULL) {
@@ -1097,6 +1123,13 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
   memcpy(p, url, (size_t)url_len + 1);
   req->url = p;
   p += url_len + 1;
+  if (cookie != NULL) {
+    memcpy(p, cookie, (size_t)cookie_len + 1);
+    req->cookie = p;
+    p += cookie_len + 1;
+  }
+  req->connect_timeout_ms = (long)(connect_timeout * 1000.0 + 0.5);
+  req->timeout_ms = (long)(timeout * 1000.0 + 0.5);
   if (body.obj) {
     memcpy(p, body.buf, (size_t)body.len);
     p[body.len] = '\0';
@@ -1148,8 +1181,9 @@ static PyObject *client_set_aside_py(ClientObject *self, PyObject *unused) {
 
 static PyMethodDef client_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))client_submit_py, METH_FASTCALL,
-     "submit(token, method, url, headers, body, flags, endpoint) -> id\n\nQueue a request; "
-     "token.switch(result) is called from the hub when it finishes; endpoint (or None) records its statistics."},
+     "submit(token, method, url, headers, body, flags, endpoint[, (cookie, connect_timeout, timeout)]) -> id\n\n"
+     "Queue a request; token.switch(result) is called from the hub when it finishes; endpoint (or None) records "
+     "its statistics; the optional tuple adds cookies to the jar's and overrides the client's timeouts (0: not)."},
     {"cancel", (PyCFunction)client_cancel_py, METH_O, "Cancel a request by id; its result still comes back."},
     {"set_aside", (PyCFunction)client_set_aside_py, METH_NOARGS,
      "Set this user aside now if it is idle (the engine would after its idle time)."},

@@ -489,6 +489,16 @@ int xfer_start(xfer_t *x, request_t *req) {
   decode_end(&x->decoder);
   xfer_configure(x, x->client);
   XFER_SET(x, CURLOPT_SHARE, x->client->share);
+  if (LC_UNLIKELY(req->connect_timeout_ms || req->timeout_ms)) {
+    const client_options_t *o = &x->client->opts;
+    XFER_SET(x, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms ? req->connect_timeout_ms : o->connect_timeout_ms);
+    XFER_SET(x, CURLOPT_TIMEOUT_MS, req->timeout_ms ? req->timeout_ms : o->timeout_ms);
+    x->client_serial = 0; /* the next transfer on this handle sets the client's own again */
+  }
+  if (LC_UNLIKELY(req->cookie != NULL || x->cookie_set)) {
+    XFER_SET(x, CURLOPT_COOKIE, req->cookie);
+    x->cookie_set = req->cookie != NULL;
+  }
 
   XFER_SET(x, CURLOPT_URL, req->url);
   XFER_SET(x, CURLOPT_HTTPHEADER, req->headers);

@@ -12,15 +12,17 @@ import os
 import socket
 import ssl
 
+import requests.exceptions
 from locust.exception import LocustError
 
 from . import _engine
 
 
-class BadStatusCode(Exception):
+class BadStatusCode(requests.exceptions.HTTPError):
     """The server answered with a status that is not in the session's ``valid_response_codes``.
 
-    Its repr, which Locust groups failures by, leaves the URL out, as FastHttpUser's does: calls to one ``name=``
+    It is a ``requests.exceptions.HTTPError`` (and so a ``RequestException``), for HttpUser code that catches
+    those. Its repr, which Locust groups failures by, leaves the URL out, as FastHttpUser's does: calls to one ``name=``
     with different query strings make one row of Locust's failures table, not one each.
     """
 

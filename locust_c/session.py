@@ -15,11 +15,15 @@ import time
 from base64 import b64encode
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from http.cookiejar import CookieJar
+from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urlparse, urlunparse
 
 from gevent._waiter import Waiter
 from locust.exception import CatchResponseError, LocustError, ResponseError
+from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 
 from . import __version__, _engine
@@ -63,7 +67,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 def _check_options(**options: Any) -> None:
     """Raise ValueError naming the first option that is not a finite number in its range (NaN is in none)."""
     for label, value in options.items():
-        if label.endswith("_timeout"):
+        if label.endswith("_timeout") or label == "timeout":
             low, high = _TIMEOUT_RANGE
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"{label} must be a number of seconds from {low:g} to {high:g}, not {value!r}")
@@ -88,6 +92,53 @@ def _header_lines(headers: dict[str, Any] | None) -> list[str]:
             # An empty value would tell libcurl to drop the header: "Name;" sends it empty, as asked.
             lines.append(f"{name}: {value}" if value else f"{name};")
     return lines
+
+
+class SessionHeaders(CaseInsensitiveDict):
+    """``client.headers``: the headers sent with every request of the session, case-insensitive, as requests'
+    ``Session.headers``. A header given to one request replaces a session header of the same name."""
+
+    version = 0  # counts changes: the session rebuilds its header lines only after one
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"header names must be str, not {type(key).__name__}: {key!r}")
+        super().__setitem__(key, value)
+        self.version += 1
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.version += 1
+
+
+def _cookie_value(cookies: Any) -> str | None:
+    """A request's cookies= (a dict or a cookie jar) as a Cookie header value, sent with the jar's cookies."""
+    if cookies is None:
+        return None
+    if isinstance(cookies, dict):
+        pairs = cookies.items()
+    elif isinstance(cookies, CookieJar):
+        pairs = ((c.name, c.value) for c in cookies)
+    else:
+        raise TypeError(f"cookies must be a dict or a CookieJar, not {type(cookies).__name__}")
+    text = "; ".join(f"{name}={'' if value is None else value}" for name, value in pairs)
+    return text or None
+
+
+def _timeouts(timeout: Any) -> tuple[float, float]:
+    """timeout= as requests takes it (seconds, or a (connect, read) pair) as the engine's (connect, whole request)
+    timeouts, 0 where the session's own stands."""
+    pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    if len(pair) != 2:
+        raise ValueError(f"timeout must be a number of seconds or a (connect, read) pair, not {timeout!r}")
+    out = []
+    for value in pair:
+        if value is None:
+            out.append(0.0)
+            continue
+        _check_options(timeout=value)
+        out.append(float(value))
+    return out[0], out[1]
 
 
 class FastCRequest:
@@ -218,6 +269,31 @@ class FastCResponse:
         if self._result is not None and self._result.redirects:
             return self._result.effective_url or self._url
         return self._url
+
+    @property
+    def elapsed(self) -> timedelta:
+        """The response time as a ``timedelta``, as requests' ``Response.elapsed``."""
+        return timedelta(milliseconds=self._result.response_time if self._result is not None else 0.0)
+
+    @property
+    def cookies(self) -> RequestsCookieJar:
+        """The cookies this response set (its Set-Cookie headers), as requests' ``Response.cookies``."""
+        jar = RequestsCookieJar()
+        if self._result is None or not self.status_code:
+            return jar
+        host = urlparse(self.url).hostname or ""
+        for line in self._result.head.decode("latin1").split("\r\n")[1:]:
+            name, sep, value = line.partition(":")
+            if not sep or name.strip().lower() != "set-cookie":
+                continue
+            parsed: SimpleCookie = SimpleCookie()
+            try:
+                parsed.load(value.strip())
+            except CookieError:
+                continue
+            for morsel in parsed.values():
+                jar.set(morsel.key, morsel.value, domain=morsel["domain"] or host, path=morsel["path"] or "/")
+        return jar
 
     @property
     def request(self) -> FastCRequest:
@@ -389,8 +465,9 @@ class FastCSession:
             default_headers["Accept-Encoding"] = "gzip, deflate, br"
         if self.auth_header:
             default_headers.setdefault("Authorization", self.auth_header)
-        self._default_headers = default_headers
-        self._default_lines = tuple(_header_lines(default_headers))
+        self._headers = SessionHeaders(default_headers)
+        self._lines: tuple[str, ...] = ()
+        self._lines_version = -1
         self._options = {
             "connect_timeout": float(connection_timeout),
             "timeout": float(network_timeout),
@@ -410,6 +487,23 @@ class FastCSession:
         self._handle: _engines.EngineHandle | None = None
         self._closed = False
         self._reporter = RequestReporter(request_event, user)
+
+    @property
+    def headers(self) -> SessionHeaders:
+        """Headers sent with every request; change them at any time (``client.headers.update({...})``)."""
+        return self._headers
+
+    @headers.setter
+    def headers(self, headers: dict[str, Any]) -> None:
+        self._headers = SessionHeaders(headers)
+
+    def _session_lines(self) -> tuple[str, ...]:
+        """The session headers as header lines, rebuilt after a change."""
+        headers = self._headers
+        if headers.version != self._lines_version:
+            self._lines = tuple(_header_lines(headers))
+            self._lines_version = headers.version
+        return self._lines
 
     # ---- life cycle ------------------------------------------------------------------------------------
 
@@ -467,6 +561,8 @@ class FastCSession:
         allow_redirects: bool = True,
         context: dict | None = None,
         params: dict | list | str | None = None,
+        cookies: dict | CookieJar | None = None,
+        timeout: float | tuple[float | None, float | None] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Send an HTTP request and record it in Locust's statistics.
@@ -494,8 +590,13 @@ class FastCSession:
 
         if headers or auth or json is not None or data is not None:
             lines, body = self._prepare(headers, auth, data, json)
+        elif self._headers.version == self._lines_version:
+            lines, body = self._lines, None
         else:
-            lines, body = self._default_lines, None
+            lines, body = self._session_lines(), None
+        extras = None
+        if cookies is not None or timeout is not None:  # what most requests do not have costs them nothing
+            extras = (_cookie_value(cookies), *(_timeouts(timeout) if timeout is not None else (0.0, 0.0)))
 
         flags = _FLAGS_BY_METHOD.get(method, 0)
         if allow_redirects:
@@ -508,7 +609,10 @@ class FastCSession:
             flags |= _BATCH
         start_time = time.time()
         waiter = Waiter()
-        request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint)
+        if extras is None:
+            request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint)
+        else:
+            request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint, extras)
         handle = self._handle
         if not handle.pending:  # the hub must wait for this answer (see EngineHandle)
             handle.watcher.ref = True
@@ -537,7 +641,7 @@ class FastCSession:
 
     def _prepare(self, headers: dict | None, auth: Any, data: Any, json: Any) -> tuple[tuple[str, ...], bytes | None]:
         """Header lines and body for a request with arguments beyond the URL."""
-        merged = dict(self._default_headers)
+        merged = dict(self._headers)
         if headers:
             if not isinstance(headers, dict):
                 raise TypeError(f"headers must be a dict, not {type(headers).__name__}")

@@ -1,0 +1,94 @@
+"""HttpUser's requests-style session API on FastCSession: what a locustfile written for HttpUser does in on_start
+and in its tasks works on FastCUser with the import changed (session headers, cookies, timeouts, errors)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from helpers import session
+from locust import constant, task
+from locust.env import Environment
+
+from locust_c import FastCUser
+
+
+def echoed_headers(response) -> dict[str, str]:
+    return {k.lower(): v for k, v in response.json()["headers"].items()}
+
+
+def test_session_headers_set_in_on_start_go_with_every_request(testserver):
+    class Api(FastCUser):
+        host = testserver.url
+        wait_time = constant(0)
+
+        def on_start(self):
+            self.client.headers.update({"Authorization": "Bearer t0k3n"})
+            self.client.headers["X-Tenant"] = "acme"
+
+        @task
+        def noop(self):
+            pass
+
+    env = Environment(user_classes=[Api])
+    env.create_local_runner()
+    user = Api(env)
+    user.on_start()
+    try:
+        sent = echoed_headers(user.client.get("/echo"))
+        assert sent["authorization"] == "Bearer t0k3n" and sent["x-tenant"] == "acme"
+        sent = echoed_headers(user.client.get("/echo", headers={"x-tenant": "other"}))  # a request's own wins
+        assert sent["x-tenant"] == "other" and sent["authorization"] == "Bearer t0k3n"
+        del user.client.headers["X-TENANT"]  # case-insensitive, as requests' Session.headers
+        assert "x-tenant" not in echoed_headers(user.client.get("/echo"))
+        user.client.headers = {"X-Only": "1"}
+        sent = echoed_headers(user.client.get("/echo"))
+        assert sent["x-only"] == "1" and "authorization" not in sent
+    finally:
+        user.client.close()
+
+
+def test_a_login_cookie_is_read_back_and_sent_with_request_cookies(testserver):
+    import requests.cookies  # after Locust's gevent patching (helpers imports Locust)
+
+    s, _ = session(testserver.url)
+    try:
+        login = s.get("/cookies/set?session_id=abc", allow_redirects=False)
+        assert login.cookies.get("session_id") == "abc"
+        assert isinstance(login.cookies, requests.cookies.RequestsCookieJar)
+        sent = echoed_headers(s.get("/echo", cookies={"extra": "1"}))
+        assert sent["cookie"] == "session_id=abc; extra=1"  # one header: the jar's cookies and the request's
+        assert "extra" not in echoed_headers(s.get("/echo"))["cookie"]  # cookies= is for that request only
+    finally:
+        s.close()
+
+
+def test_a_request_timeout_overrides_the_sessions_for_that_request_only(testserver):
+    s, _ = session(testserver.url, network_timeout=0.5)
+    try:
+        assert s.get("/delay/1000", timeout=3).status_code == 200
+        assert s.get("/delay/1000", timeout=(None, 3)).status_code == 200
+        r = s.get("/delay/1000")  # the session's own 0.5 s again, on the same pooled handle
+        assert isinstance(r.error, TimeoutError)
+        r = s.get("/fault/never", timeout=0.2)
+        assert isinstance(r.error, TimeoutError)
+    finally:
+        s.close()
+
+
+def test_responses_and_errors_speak_requests(testserver):
+    import requests.exceptions
+
+    s, _ = session(testserver.url)
+    try:
+        r = s.get("/")
+        assert isinstance(r.elapsed, timedelta)
+        assert abs(r.elapsed.total_seconds() * 1000 - r._result.response_time) < 0.001  # timedelta keeps whole µs
+        bad = s.get("/status/404")
+        try:
+            bad.raise_for_status()
+        except requests.exceptions.HTTPError as e:  # what HttpUser code catches
+            assert isinstance(e, requests.exceptions.RequestException) and e.code == 404
+        else:
+            raise AssertionError("raise_for_status did not raise")
+    finally:
+        s.close()
