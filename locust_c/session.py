@@ -589,11 +589,10 @@ class FastCSession:
             full_url = f"{full_url}{'&' if '?' in full_url else '?'}{query}"
 
         if headers or auth or json is not None or data is not None:
-            lines, body = self._prepare(headers, auth, data, json)
-        elif self._headers.version == self._lines_version:
-            lines, body = self._lines, None
+            lines, body, shown = self._prepare(headers, auth, data, json)
         else:
-            lines, body = self._session_lines(), None
+            lines = self._lines if self._headers.version == self._lines_version else self._session_lines()
+            body = shown = None
         extras = None
         if cookies is not None or timeout is not None:  # what most requests do not have costs them nothing
             extras = (_cookie_value(cookies), *(_timeouts(timeout) if timeout is not None else (0.0, 0.0)))
@@ -627,10 +626,10 @@ class FastCSession:
         if result.result:
             # No complete response: status 0, as FastHttpUser reports it.
             error: BaseException | None = error_for(result.result, result.os_errno, result.error)
-            response = FastCResponse(None, method, full_url, lines, body, error)
+            response = FastCResponse(None, method, full_url, lines, shown, error)
         else:
             error = BadStatusCode(full_url, result.status) if result.status not in self.valid_response_codes else None
-            response = FastCResponse(result, method, full_url, lines, body, error)
+            response = FastCResponse(result, method, full_url, lines, shown, error)
 
         if catch_response:
             meta = reporter.meta(method, stats_name, result, response, error, start_time, full_url, context)
@@ -639,7 +638,8 @@ class FastCSession:
             reporter.report(method, stats_name, result, response, error, start_time, full_url, context)
         return response
 
-    def _prepare(self, headers: dict | None, auth: Any, data: Any, json: Any) -> tuple[tuple[str, ...], bytes | None]:
+    def _prepare(self, headers: dict | None, auth: Any, data: Any,
+                 json: Any) -> tuple[tuple[str, ...], bytes | None, str | bytes | None]:
         """Header lines and body for a request with arguments beyond the URL."""
         merged = dict(self._headers)
         if headers:
@@ -659,22 +659,26 @@ class FastCSession:
             merged = {k: v for k, v in merged.items() if k.lower() != "authorization"}
             merged["Authorization"] = _basic_auth(auth[0], auth[1])
         body: bytes | None = None
+        shown: str | bytes | None = None  # request.body as FastHttpSession gives it: str for str, form and JSON
         if json is not None and not data:  # FastHttpUser's precedence: an empty data= gives way to json=
             data = None
         if data is not None and data != {}:
             if isinstance(data, dict) or isinstance(data, list):
-                body = urlencode(data, doseq=True).encode()
+                shown = urlencode(data, doseq=True)
+                body = shown.encode()
                 if "content-type" not in present:
                     merged["Content-Type"] = "application/x-www-form-urlencoded"
                     present.add("content-type")
             elif isinstance(data, str):
                 body = data.encode("utf-8")
+                shown = data
             elif isinstance(data, (bytes, bytearray, memoryview)):
-                body = bytes(data)
+                body = shown = bytes(data)
             else:
                 raise TypeError(f"data must be bytes, str or a dict, not {type(data).__name__}")
         elif json is not None:
-            body = _json.dumps(json).encode("utf-8")
+            shown = _json.dumps(json)
+            body = shown.encode("utf-8")
             if "content-type" not in present:
                 merged["Content-Type"] = "application/json"
                 present.add("content-type")
@@ -687,7 +691,7 @@ class FastCSession:
                 lines.append("Content-Type:")
             if "expect" not in present:
                 lines.append("Expect:")
-        return tuple(lines), body
+        return tuple(lines), body, shown
 
     # ---- verbs -----------------------------------------------------------------------------------------
 
@@ -699,10 +703,13 @@ class FastCSession:
         """Send a request and yield its body line by line, as FastHttpSession.iter_lines does."""
         response = self.request(method, url, stream=True, **kwargs)
         response.raise_for_status()
-        lines = (response.text or "").split("\n")  # on LF only, as FastHttpUser splits: a CR stays in its line
-        if lines[-1] == "":
-            lines.pop()
-        yield from lines
+        pending = ""
+        for chunk in response.iter_content(chunk_size=1024, decode_content=True):
+            pending += chunk if isinstance(chunk, str) else chunk.decode("utf-8", errors="replace")
+            *complete, pending = pending.split("\n")  # on LF only, as FastHttpUser splits: a CR stays in its line
+            yield from complete
+        if pending:
+            yield pending
 
     def head(self, url: str, **kwargs: Any) -> Any:
         """Send a HEAD request."""

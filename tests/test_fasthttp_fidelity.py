@@ -115,3 +115,16 @@ def test_iter_lines_splits_on_line_feeds_only():
             assert list(s.iter_lines("/l")) == ["one\r", "two\rstill two\u2028three", "", "last"]
         finally:
             s.close()
+
+
+def test_request_body_is_what_the_locustfile_passed(testserver):
+    """FastHttpSession's request.body is the payload as given: the JSON text for json=, a str for a str."""
+    s, _ = session(testserver.url)
+    try:
+        assert s.post("/echo", json={"foo": "bar"}).request.body == '{"foo": "bar"}'
+        assert s.post("/echo", data="a=1").request.body == "a=1"
+        assert s.post("/echo", data=b"\x00\x01").request.body == b"\x00\x01"
+        assert s.post("/echo", data={"k": "v w"}).request.body == "k=v+w"
+        assert s.get("/echo").request.body is None
+    finally:
+        s.close()
