@@ -67,3 +67,18 @@ class Recorder:
 def session(base_url: str, recorder: Recorder | None = None, **options: Any) -> tuple[FastCSession, Recorder]:
     recorder = recorder or Recorder()
     return FastCSession(base_url, recorder.event, None, **options), recorder
+
+
+def local_user(host: str, **attributes: Any) -> tuple[Any, Any]:
+    """A FastCUser (with ``attributes`` on its class) under a Locust LocalRunner, as in a real run, so that its
+    requests reach Locust's own tables; not started: the test drives ``user.client``. Returns (user, env)."""
+    from locust import constant, task
+    from locust.env import Environment
+
+    from locust_c import FastCUser
+
+    cls = type("Probe", (FastCUser,), {"host": host, "wait_time": constant(0), "noop": task(lambda self: None),
+                                       **attributes})
+    env = Environment(user_classes=[cls])
+    env.create_local_runner()
+    return cls(env), env

@@ -6,28 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import session
-from locust import constant, task
-from locust.env import Environment
+from helpers import local_user, session
 from locust.exception import LocustError
 from rawserver import KEEP, RawServer
 
-from locust_c import FastCUser
 from locust_c.exceptions import BadStatusCode
 
 
 def test_failures_of_one_name_make_one_row_whatever_the_query(testserver):
-    class Checker(FastCUser):
-        host = testserver.url
-        wait_time = constant(0)
-
-        @task
-        def status(self):
-            pass
-
-    env = Environment(user_classes=[Checker])
-    env.create_local_runner()
-    user = Checker(env)
+    user, env = local_user(testserver.url)
     for i in range(5):
         user.client.get("/status/500", params={"i": i}, name="/status")
     errors = env.runner.stats.errors
@@ -52,17 +39,7 @@ def test_valid_response_codes_decide_a_failure(status, failed):
     statistics (the engine's own check)."""
     scripts = {"s": [b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n" % status, KEEP]}
     with RawServer(scripts) as server:
-
-        class Checker(FastCUser):
-            host = server.url
-
-            @task
-            def noop(self):
-                pass
-
-        env = Environment(user_classes=[Checker])
-        env.create_local_runner()
-        user = Checker(env)
+        user, env = local_user(server.url)
         r = user.client.get("/s", allow_redirects=False)
         assert (r.error is not None) == failed
         assert env.runner.stats.get("/s", "GET").num_failures == (1 if failed else 0)

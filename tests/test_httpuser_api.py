@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from helpers import session
-from locust import constant, task
-from locust.env import Environment
-
-from locust_c import FastCUser
+from helpers import local_user, session
 
 
 def echoed_headers(response) -> dict[str, str]:
@@ -17,21 +13,11 @@ def echoed_headers(response) -> dict[str, str]:
 
 
 def test_session_headers_set_in_on_start_go_with_every_request(testserver):
-    class Api(FastCUser):
-        host = testserver.url
-        wait_time = constant(0)
+    def on_start(self):
+        self.client.headers.update({"Authorization": "Bearer t0k3n"})
+        self.client.headers["X-Tenant"] = "acme"
 
-        def on_start(self):
-            self.client.headers.update({"Authorization": "Bearer t0k3n"})
-            self.client.headers["X-Tenant"] = "acme"
-
-        @task
-        def noop(self):
-            pass
-
-    env = Environment(user_classes=[Api])
-    env.create_local_runner()
-    user = Api(env)
+    user, _ = local_user(testserver.url, on_start=on_start)
     user.on_start()
     try:
         sent = echoed_headers(user.client.get("/echo"))
