@@ -496,6 +496,7 @@ class FastCSession:
     @headers.setter
     def headers(self, headers: dict[str, Any]) -> None:
         self._headers = SessionHeaders(headers)
+        self._lines_version = -1  # versions count one mapping's changes: the new one's may equal the old one's
 
     def _session_lines(self) -> tuple[str, ...]:
         """The session headers as header lines, rebuilt after a change."""

@@ -29,6 +29,10 @@ def test_session_headers_set_in_on_start_go_with_every_request(testserver):
         user.client.headers = {"X-Only": "1"}
         sent = echoed_headers(user.client.get("/echo"))
         assert sent["x-only"] == "1" and "authorization" not in sent
+        # A new mapping whose count of changes equals the old one's (one item, as {"X-Only": "1"} had) still counts.
+        user.client.headers = {"X-Other": "2"}
+        sent = echoed_headers(user.client.get("/echo"))
+        assert sent["x-other"] == "2" and "x-only" not in sent
     finally:
         user.client.close()
 
