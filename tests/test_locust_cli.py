@@ -205,3 +205,23 @@ def test_web_ui_runs_and_stops_fastcusers(testserver):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err[-3000:]
+
+
+def test_a_pytest_style_locustfile_runs_on_the_c_engine_through_csession(testserver, tmp_path):
+    """Locust's pytest plugin gives tests session and fastsession; locust-c's gives csession. The same file runs
+    under `locust -f` (each test a user's task) and under pytest. (Copied out of the project, whose pytest settings
+    turn warnings into errors, which Locust's own loading of the file does not expect.)"""
+    import shutil
+
+    locustfile = tmp_path / "test_shop.py"
+    shutil.copy(LOCUSTFILES / "pytest_style.py", locustfile)  # a test_ name: Locust loads it as pytest-style
+    prefix = tmp_path / "pytest_style"
+    proc = locust("-f", str(locustfile), "--headless", "-u", "2", "-r", "2", "-t", "2s", "--host", testserver.url,
+                  "--csv", str(prefix))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = stats_rows(prefix)
+    assert int(rows["GET /"]["Request Count"]) > 0 and int(rows["POST /echo"]["Failure Count"]) == 0
+    under_pytest = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(locustfile),
+                                   "--host", testserver.url], capture_output=True, text=True, timeout=60,
+                                  cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert under_pytest.returncode == 0, under_pytest.stdout[-3000:]
