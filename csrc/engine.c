@@ -51,6 +51,7 @@ void buf_free(buf_t *b) {
 void request_free(request_t *req) {
   if (req == NULL) return;
   buf_free(&req->head);
+  buf_free(&req->redirects_head);
   buf_free(&req->content);
   free(req->effective_url);
   free(req->error);

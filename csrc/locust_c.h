@@ -218,6 +218,7 @@ struct request_s {
   int64_t redirects;
   double done_time; /* wall clock (seconds since the epoch) when the last byte arrived */
   buf_t head; /* header block of the last response */
+  buf_t redirects_head; /* the header blocks of the redirects followed before it, one after the other */
   buf_t content;
   char *effective_url;
   char *error; /* libcurl's message for a failure, malloc'ed */

@@ -133,6 +133,11 @@ static PyObject *result_get_head(ResultObject *self, void *closure) {
   return Py_NewRef(self->head);
 }
 
+static PyObject *result_get_redirects_head(ResultObject *self, void *closure) {
+  buf_t *b = &self->req->redirects_head;
+  return PyBytes_FromStringAndSize(b->data, (Py_ssize_t)b->len);
+}
+
 static PyObject *result_get_effective_url(ResultObject *self, void *closure) {
   if (self->req->effective_url == NULL) Py_RETURN_NONE;
   return PyUnicode_DecodeUTF8(self->req->effective_url, (Py_ssize_t)strlen(self->req->effective_url), "replace");
@@ -147,6 +152,8 @@ static PyGetSetDef result_getset[] = {
     {"content", (getter)result_get_content, NULL, "The response body as bytes (copied on first read).", NULL},
     {"content_length", (getter)result_get_content_length, NULL, "Length of the body, without copying it.", NULL},
     {"head", (getter)result_get_head, NULL, "The raw header block of the last response.", NULL},
+    {"redirects_head", (getter)result_get_redirects_head, NULL,
+     "The raw header blocks of the redirects followed before the last response, one after the other.", NULL},
     {"effective_url", (getter)result_get_effective_url, NULL, "The final URL after redirects, or None.", NULL},
     {"error", (getter)result_get_error, NULL, "libcurl's message for a failed transfer, or None.", NULL},
     {NULL},

@@ -343,6 +343,12 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
    * middle of a header block it is a malformed header line, kept as it is.
    */
   if (len > 5 && memcmp(data, "HTTP/", 5) == 0 && (x->head_done || head->len == 0)) {
+    /* A redirect that libcurl follows: its header block is kept for response.history. */
+    if (x->head_done && x->status >= 300 && x->status < 400 && head->len > 0) {
+      buf_t *hops = &x->req->redirects_head;
+      if (LC_UNLIKELY(hops->len + head->len > ENGINE_MAX_HEAD_BYTES)) return xfer_fail_capture(x, REQ_ERR_HEAD_TOO_LARGE);
+      if (LC_UNLIKELY(buf_append(hops, head->data, head->len) != 0)) return xfer_fail_capture(x, REQ_ERR_NO_MEMORY);
+    }
     head->len = 0;
     x->head_done = 0;
     x->content_length = -1;
@@ -616,12 +622,12 @@ void xfer_finish(xfer_t *x, CURLcode code) {
    */
   if (LC_UNLIKELY(code != CURLE_OK) && x->resumed &&
       (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING) && xfer_got_nothing(x)) {
-    req->head.len = req->content.len = 0;
+    req->head.len = req->content.len = req->redirects_head.len = 0;
     if (xfer_start(x, req) == 0) return;
   }
   if (LC_UNLIKELY(code != CURLE_OK) && xfer_should_retry(x, code)) {
     req->retries_left--;
-    req->head.len = req->content.len = 0;
+    req->head.len = req->content.len = req->redirects_head.len = 0;
     if (xfer_start(x, req) == 0) return;
   }
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 from http.cookiejar import CookieJar
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlencode, urlparse, urlunparse
+from urllib.parse import unquote, urlencode, urljoin, urlparse, urlunparse
 
 from gevent._waiter import Waiter
 from locust.exception import CatchResponseError, LocustError, ResponseError
@@ -141,6 +141,41 @@ def _timeouts(timeout: Any) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _parse_head(head: bytes) -> tuple[int, str, CaseInsensitiveDict]:
+    """Status, reason and case-insensitive headers (repeated ones joined with ', ') of a raw header block."""
+    headers: CaseInsensitiveDict = CaseInsensitiveDict()
+    lines = head.decode("latin1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        value = value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    code = int(status[1]) if len(status) > 1 and status[1].isdigit() else 0
+    return code, status[2] if len(status) > 2 else "", headers
+
+
+class FastCRedirect:
+    """One redirect a request followed, in ``response.history``: its ``status_code``, ``reason``, ``url`` (where it
+    was asked) and ``headers`` (``Location`` says where it sent the request next)."""
+
+    __slots__ = ("status_code", "reason", "url", "headers")
+
+    def __init__(self, status_code: int, reason: str, url: str, headers: CaseInsensitiveDict) -> None:
+        self.status_code = status_code
+        self.reason = reason
+        self.url = url
+        self.headers = headers
+
+    @property
+    def is_redirect(self) -> bool:
+        return "location" in self.headers
+
+    def __repr__(self) -> str:
+        return f"<FastCRedirect [{self.status_code}] {self.url}>"
+
+
 class FastCRequest:
     """The request a response answers: ``method``, ``url``, ``headers`` (as sent by Python) and ``body``."""
 
@@ -227,22 +262,24 @@ class FastCResponse:
     # ---- head ------------------------------------------------------------------------------------------
 
     def _parse_head(self) -> None:
-        headers: CaseInsensitiveDict = CaseInsensitiveDict()
-        self._reason = ""
         if self._result is not None and self.status_code:
-            lines = self._result.head.decode("latin1").split("\r\n")
-            status = lines[0].split(" ", 2)
-            self._reason = status[2] if len(status) > 2 else ""
-            for line in lines[1:]:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    continue
-                value = value.strip()
-                if name in headers:
-                    headers[name] = f"{headers[name]}, {value}"
-                else:
-                    headers[name] = value
-        self._headers = headers
+            _, self._reason, self._headers = _parse_head(self._result.head)
+        else:
+            self._reason, self._headers = "", CaseInsensitiveDict()
+
+    @property
+    def history(self) -> list[FastCRedirect]:
+        """The redirects followed to get this response, oldest first, as requests' ``Response.history``."""
+        if self._result is None or not self._result.redirects:
+            return []
+        hops, url = [], self._url
+        for block in self._result.redirects_head.split(b"\r\n\r\n"):
+            if not block:
+                continue
+            status, reason, headers = _parse_head(block)
+            hops.append(FastCRedirect(status, reason, url, headers))
+            url = urljoin(url, headers.get("location", ""))
+        return hops
 
     @property
     def headers(self) -> CaseInsensitiveDict:

@@ -82,3 +82,17 @@ def test_responses_and_errors_speak_requests(testserver):
             raise AssertionError("raise_for_status did not raise")
     finally:
         s.close()
+
+
+def test_history_lists_the_redirects_followed(testserver):
+    s, _ = session(testserver.url)
+    try:
+        r = s.get("/redirect/3")
+        assert r.status_code == 200 and r.url == f"{testserver.url}/redirect/0"
+        assert [(h.status_code, h.url) for h in r.history] == [
+            (302, f"{testserver.url}/redirect/3"), (302, f"{testserver.url}/redirect/2"),
+            (302, f"{testserver.url}/redirect/1")]
+        assert all(h.is_redirect for h in r.history) and r.history[0].headers["location"] == "/redirect/2"
+        assert s.get("/").history == [] and s.get("/redirect/1", allow_redirects=False).history == []
+    finally:
+        s.close()
