@@ -23,8 +23,13 @@ from urllib.parse import unquote, urlencode, urljoin, urlparse, urlunparse
 
 from gevent._waiter import Waiter
 from locust.exception import CatchResponseError, LocustError, ResponseError
+from requests.auth import HTTPBasicAuth
 from requests.cookies import RequestsCookieJar
+from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema
+from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
+from urllib3.fields import RequestField
+from urllib3.filepost import encode_multipart_formdata
 
 from . import __version__, _engine
 from . import engine as _engines
@@ -109,6 +114,74 @@ class SessionHeaders(CaseInsensitiveDict):
     def __delitem__(self, key: str) -> None:
         super().__delitem__(key)
         self.version += 1
+
+
+def _base_url_error(url: str) -> Exception | None:
+    """The exception requests raises for a malformed base URL (``InvalidURL``, ``MissingSchema``, ``InvalidSchema``),
+    None for a good one. HttpUser raises it at the first request, not when the user starts, and so does FastCUser."""
+    try:
+        PreparedRequest().prepare_url(url, None)
+    except (InvalidURL, MissingSchema) as error:
+        return error
+    except Exception as error:  # noqa: BLE001 - requests may fail on its own input in other ways; name the URL
+        return InvalidURL(f"Invalid URL {url!r}: {error}")
+    if not _ABSOLUTE_URL.match(url):
+        return InvalidSchema(f"No connection adapters were found for {url!r}: only http:// and https:// are supported")
+    return None
+
+
+def _auth_pair(auth: Any) -> tuple[Any, Any]:
+    """auth= as requests takes it: a (username, password) pair or an ``HTTPBasicAuth``."""
+    if isinstance(auth, HTTPBasicAuth):
+        return auth.username, auth.password
+    if isinstance(auth, (tuple, list)) and len(auth) == 2:
+        return auth[0], auth[1]
+    raise TypeError(f"auth must be a (username, password) pair or requests' HTTPBasicAuth, not {type(auth).__name__}"
+                    " (other schemes need a challenge and answer: set the Authorization header yourself)")
+
+
+def _multipart(files: Any, data: Any) -> tuple[bytes, str]:
+    """files= (and data= beside it) as requests encodes them: a multipart/form-data body and its Content-Type.
+
+    A file is given as requests takes it, in a dict or a list of pairs: a file object, str or bytes, or a tuple
+    ``(filename, file[, content_type[, headers]])``. urllib3's encoder writes the body.
+    """
+    fields: list[RequestField] = []
+    if data:
+        if isinstance(data, (str, bytes)):
+            raise ValueError("data= must be a dict or a list of pairs when files= is given, not a string")
+        for name, values in (data.items() if isinstance(data, dict) else data):
+            for value in values if isinstance(values, list) else [values]:
+                if value is not None:
+                    field = RequestField(name=name, data=value if isinstance(value, (str, bytes)) else str(value))
+                    field.make_multipart()
+                    fields.append(field)
+    if not isinstance(files, (dict, list, tuple)):
+        raise TypeError(f"files must be a dict or a list of (name, file) pairs, not {type(files).__name__}")
+    for name, given in (files.items() if isinstance(files, dict) else files):
+        content_type = headers = None
+        if isinstance(given, (tuple, list)):
+            if not 2 <= len(given) <= 4:
+                raise ValueError(f"files[{name!r}]: a tuple is (filename, file[, content_type[, headers]])")
+            filename, content, *rest = given
+            content_type = rest[0] if rest else None
+            headers = rest[1] if len(rest) > 1 else None
+        else:
+            content = given
+            path = getattr(given, "name", None)  # a file's own name, as requests guesses it ("<stdin>" is none)
+            usable = isinstance(path, str) and path and not (path.startswith("<") and path.endswith(">"))
+            filename = os.path.basename(path) if usable else name
+        if content is None:
+            continue
+        if hasattr(content, "read"):
+            content = content.read()
+        elif not isinstance(content, (str, bytes, bytearray)):
+            raise TypeError(f"files[{name!r}]: a file object, str or bytes, not {type(content).__name__}")
+        field = RequestField(name=name, data=bytes(content) if isinstance(content, bytearray) else content,
+                             filename=filename, headers=headers)
+        field.make_multipart(content_type=content_type)
+        fields.append(field)
+    return encode_multipart_formdata(fields)
 
 
 def _cookie_value(cookies: Any) -> str | None:
@@ -486,7 +559,8 @@ class FastCSession:
         self.user = user
         self.request_name: str | None = None
         self.auth_header: str | None = None
-        if self.base_url:
+        self._base_error = _base_url_error(self.base_url) if self.base_url else None
+        if self.base_url and self._base_error is None:
             parsed = urlparse(self.base_url)
             if parsed.username and parsed.password:
                 netloc = parsed.netloc.rpartition("@")[2]
@@ -503,6 +577,7 @@ class FastCSession:
         if self.auth_header:
             default_headers.setdefault("Authorization", self.auth_header)
         self._headers = SessionHeaders(default_headers)
+        self._auth: Any = None
         self._lines: tuple[str, ...] = ()
         self._lines_version = -1
         self._options = {
@@ -526,6 +601,21 @@ class FastCSession:
         self._reporter = RequestReporter(request_event, user)
 
     @property
+    def auth(self) -> Any:
+        """Basic credentials for every request, as requests' ``Session.auth``: a (username, password) pair or an
+        ``HTTPBasicAuth``; None sends none. A request's own ``auth=`` or ``Authorization`` header replaces them."""
+        return self._auth
+
+    @auth.setter
+    def auth(self, auth: Any) -> None:
+        header = None if auth is None else _basic_auth(*_auth_pair(auth))
+        self._auth = auth
+        if header is None:
+            self._headers.pop("Authorization", None)
+        else:
+            self._headers["Authorization"] = header
+
+    @property
     def headers(self) -> SessionHeaders:
         """Headers sent with every request; change them at any time (``client.headers.update({...})``)."""
         return self._headers
@@ -545,9 +635,11 @@ class FastCSession:
 
     # ---- life cycle ------------------------------------------------------------------------------------
 
-    def _connect(self) -> Any:
+    def _connect(self, url: str) -> Any:
         if self._closed:
             raise LocustError("this FastCSession has been closed")
+        if self._base_error is not None and not _ABSOLUTE_URL.match(url):
+            raise self._base_error
         self._handle = _engines.acquire()
         self._client = _engine.Client(self._handle.engine, **self._options)
         return self._client
@@ -580,9 +672,11 @@ class FastCSession:
         if _ABSOLUTE_URL.match(path):
             return path
         if _ANY_SCHEME.match(path):
-            raise ValueError(f"unsupported URL scheme in {path!r}: only http:// and https:// are supported")
+            raise InvalidSchema(f"unsupported URL scheme in {path!r}: only http:// and https:// are supported")
+        if self._base_error is not None:
+            raise self._base_error
         if not self.base_url:
-            raise ValueError(f"relative URL {path!r} but no host: set the user's host or pass an absolute URL")
+            raise MissingSchema(f"relative URL {path!r} but no host: set the user's host or pass an absolute URL")
         return f"{self.base_url}{path}"
 
     def request(
@@ -601,6 +695,7 @@ class FastCSession:
         params: dict | list | str | None = None,
         cookies: dict | CookieJar | None = None,
         timeout: float | tuple[float | None, float | None] | None = None,
+        files: Any = None,
         **kwargs: Any,
     ) -> Any:
         """Send an HTTP request and record it in Locust's statistics.
@@ -618,7 +713,7 @@ class FastCSession:
         method = method.upper()
         client = self._client
         if client is None or not self._handle.valid:  # first request, engine stopped, or a forked child
-            client = self._connect()
+            client = self._connect(url)
         full_url = f"{self.base_url}{url}" if url[:1] == "/" else self._build_url(url)
         if " " in full_url:
             full_url = full_url.replace(" ", "%20")
@@ -626,8 +721,8 @@ class FastCSession:
             query = params if isinstance(params, str) else urlencode(params, doseq=True)
             full_url = f"{full_url}{'&' if '?' in full_url else '?'}{query}"
 
-        if headers or auth or json is not None or data is not None:
-            lines, body, shown = self._prepare(headers, auth, data, json)
+        if headers or auth or json is not None or data is not None or files:
+            lines, body, shown = self._prepare(headers, auth, data, json, files)
         else:
             lines = self._lines if self._headers.version == self._lines_version else self._session_lines()
             body = shown = None
@@ -666,7 +761,9 @@ class FastCSession:
             error: BaseException | None = error_for(result.result, result.os_errno, result.error)
             response = FastCResponse(None, method, full_url, lines, shown, error)
         else:
-            error = BadStatusCode(full_url, result.status) if result.status not in self.valid_response_codes else None
+            error = None
+            if result.status not in self.valid_response_codes:
+                error = BadStatusCode(full_url, result.status, stats_name)
             response = FastCResponse(result, method, full_url, lines, shown, error)
 
         if catch_response:
@@ -676,8 +773,8 @@ class FastCSession:
             reporter.report(method, stats_name, result, response, error, start_time, full_url, context)
         return response
 
-    def _prepare(self, headers: dict | None, auth: Any, data: Any,
-                 json: Any) -> tuple[tuple[str, ...], bytes | None, str | bytes | None]:
+    def _prepare(self, headers: dict | None, auth: Any, data: Any, json: Any,
+                 files: Any = None) -> tuple[tuple[str, ...], bytes | None, str | bytes | None]:
         """Header lines and body for a request with arguments beyond the URL."""
         merged = dict(self._headers)
         if headers:
@@ -692,15 +789,19 @@ class FastCSession:
             merged.update(headers)
         present = {k.lower() for k in merged}
         if auth:
-            if not isinstance(auth, (tuple, list)) or len(auth) != 2:
-                raise TypeError("auth must be a (username, password) tuple")
             merged = {k: v for k, v in merged.items() if k.lower() != "authorization"}
-            merged["Authorization"] = _basic_auth(auth[0], auth[1])
+            merged["Authorization"] = _basic_auth(*_auth_pair(auth))
         body: bytes | None = None
         shown: str | bytes | None = None  # request.body as FastHttpSession gives it: str for str, form and JSON
         if json is not None and not data:  # FastHttpUser's precedence: an empty data= gives way to json=
             data = None
-        if data is not None and data != {}:
+        if files:
+            body, content_type = _multipart(files, data)
+            shown = body
+            if "content-type" not in present:
+                merged["Content-Type"] = content_type
+                present.add("content-type")
+        elif data is not None and data != {}:
             if isinstance(data, dict) or isinstance(data, list):
                 shown = urlencode(data, doseq=True)
                 body = shown.encode()

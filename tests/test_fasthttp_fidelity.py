@@ -23,11 +23,12 @@ def test_failures_of_one_name_make_one_row_whatever_the_query(testserver):
     assert error.occurrences == 5 and error.name == "/status" and repr(error.error) == "BadStatusCode(code=500)"
 
 
-def test_bad_status_code_text_names_the_url(testserver):
+def test_bad_status_code_carries_the_url_and_fasthttpusers_code_text(testserver):
     s, _ = session(testserver.url)
     try:
-        error = s.get("/status/503").error
-        assert isinstance(error, BadStatusCode) and str(error) == f"URL {testserver.url}/status/503: code=503"
+        error = s.get("/status/503?x=1").error
+        assert isinstance(error, BadStatusCode) and error.url == f"{testserver.url}/status/503?x=1"
+        assert "code=503" in str(error) and "for url: /status/503?x=1" in str(error)
     finally:
         s.close()
 

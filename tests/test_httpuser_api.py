@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from helpers import local_user, session
+import pytest
+from helpers import local_user, session, unaccepting_port
 
 
 def echoed_headers(response) -> dict[str, str]:
@@ -94,5 +95,100 @@ def test_history_lists_the_redirects_followed(testserver):
             (302, f"{testserver.url}/redirect/1")]
         assert all(h.is_redirect for h in r.history) and r.history[0].headers["location"] == "/redirect/2"
         assert s.get("/").history == [] and s.get("/redirect/1", allow_redirects=False).history == []
+    finally:
+        s.close()
+
+
+def test_errors_are_requests_classes_and_fasthttpusers_too():
+    """HttpUser code catches requests' classes; FastHttpUser's reports show the built-in ones. Both hold."""
+    import requests.exceptions
+
+    with unaccepting_port() as port:
+        s, rec = session(f"http://127.0.0.1:{port}", connection_timeout=0.2)
+        try:
+            r = s.get("/")
+            assert isinstance(r.error, TimeoutError) and isinstance(r.error, requests.exceptions.ConnectTimeout)
+            assert repr(rec.last["exception"]) == "TimeoutError('connect timed out')"
+            with pytest.raises(requests.exceptions.RequestException):
+                r.raise_for_status()
+        finally:
+            s.close()
+    s, rec = session("http://127.0.0.1:1")  # nothing listens on port 1
+    try:
+        r = s.get("/")
+        assert isinstance(r.error, ConnectionRefusedError) and isinstance(r.error, requests.exceptions.ConnectionError)
+        assert repr(r.error) == "ConnectionRefusedError(111, 'Connection refused')"
+    finally:
+        s.close()
+
+
+def test_a_bad_status_names_the_request_by_its_name(testserver):
+    """Locust groups failures by name; the text says which name failed, in requests' words and FastHttpUser's."""
+    user, env = local_user(testserver.url)
+    try:
+        for i in range(3):
+            user.client.get(f"/status/404?item={i}", name="/item")
+        (error,) = env.runner.stats.errors.values()
+        assert error.occurrences == 3
+        assert str(user.client.get("/status/503", name="/s").error) == \
+            "503 Server Error: Service Unavailable for url: /s (code=503)"
+    finally:
+        user.client.close()
+
+
+@pytest.mark.parametrize(("base_url", "error"), [("http://\x94", "InvalidURL"), ("telnet://127.0.0.1", "InvalidSchema"),
+                                                 ("127.0.0.1", "MissingSchema")])
+def test_a_malformed_host_raises_requests_error_at_the_first_request(base_url, error):
+    import requests.exceptions
+
+    s, rec = session(base_url)
+    with pytest.raises(getattr(requests.exceptions, error)):
+        s.get("/")
+    assert rec.calls == [] and s._client is None  # nothing was sent, and no engine client was made
+
+
+def test_auth_as_a_pair_an_httpbasicauth_or_the_sessions(testserver):
+    from requests.auth import HTTPBasicAuth
+
+    s, _ = session(testserver.url)
+    try:
+        assert s.get("/basic-auth/u/p", auth=HTTPBasicAuth("u", "p")).status_code == 200
+        assert s.get("/basic-auth/u/p", auth=("u", "p")).status_code == 200
+        assert s.get("/basic-auth/u/p").status_code == 401
+        s.auth = ("u", "p")  # requests' Session.auth
+        assert s.get("/basic-auth/u/p").status_code == 200
+        s.auth = None
+        assert s.get("/basic-auth/u/p").status_code == 401
+        with pytest.raises(TypeError, match="HTTPBasicAuth"):
+            s.get("/", auth=object())
+    finally:
+        s.close()
+
+
+def test_a_multipart_upload_sends_every_part_as_requests_does(testserver, tmp_path):
+    import email.parser
+
+    upload = tmp_path / "report.csv"
+    upload.write_bytes(b"a,b\n1,2\n")
+    s, _ = session(testserver.url)
+    try:
+        with upload.open("rb") as f:
+            r = s.post("/echo", data={"kind": "csv", "tags": ["x", "y"]},
+                       files={"report": f, "raw": b"\x00\x01", "img": ("a.png", b"PNG", "image/png", {"X-Part": "1"})})
+        echoed = r.json()
+        content_type = echoed["headers"]["content-type"]
+        assert content_type.startswith("multipart/form-data; boundary=")
+        message = email.parser.BytesParser().parsebytes(
+            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + echoed["body"].encode("latin1"))
+        parts = [(p.get_param("name", header="content-disposition"), p.get_filename(), p.get_content_type(),
+                  p.get_payload(decode=True), p.get("x-part")) for p in message.get_payload()]
+        assert parts == [
+            ("kind", None, "text/plain", b"csv", None), ("tags", None, "text/plain", b"x", None),
+            ("tags", None, "text/plain", b"y", None),
+            # requests gives a part a Content-Type only when the tuple names one (the reader's default is text/plain)
+            ("report", "report.csv", "text/plain", b"a,b\n1,2\n", None),
+            ("raw", "raw", "text/plain", b"\x00\x01", None),
+            ("img", "a.png", "image/png", b"PNG", "1")]
+        assert isinstance(r.request.body, bytes) and r.request.body.count(b"Content-Disposition: form-data") == 6
     finally:
         s.close()
