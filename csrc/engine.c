@@ -456,6 +456,36 @@ static void engine_sweep_cb(uv_timer_t *timer) {
   }
 }
 
+/*
+ * The read watch: a few times per read timeout, fail the transfers that have waited for the server for longer.
+ * One timer for all of them costs a transfer nothing but noting when data came (xfer_read_expired), where a timer
+ * per transfer would be started and stopped on every request.
+ */
+static void engine_reads_cb(uv_timer_t *timer) {
+  engine_t *e = timer->data;
+  uint64_t now = uv_now(&e->loop);
+  for (client_t *c = e->clients; c; c = c->next) {
+    for (xfer_t *x = c->active, *next; x; x = next) {
+      next = x->next; /* finishing x unlinks it; a transfer started in its place goes in front, seen next time */
+      if (xfer_read_expired(x, now)) xfer_finish(x, CURLE_OPERATION_TIMEDOUT);
+    }
+  }
+  if (e->in_flight == 0) {
+    uv_timer_stop(&e->reads);
+    e->reads_every_ms = 0;
+  }
+}
+
+/* A transfer with a read timeout starts: make sure the watch runs, often enough for the shortest timeout. */
+void engine_watch_reads(engine_t *e, long read_timeout_ms) {
+  uint64_t every = (uint64_t)read_timeout_ms / 8;
+  if (every < 5) every = 5;
+  if (every > 1000) every = 1000;
+  if (e->reads_every_ms != 0 && e->reads_every_ms <= every) return; /* a restart would postpone its next run */
+  e->reads_every_ms = every;
+  uv_timer_start(&e->reads, engine_reads_cb, every, every);
+}
+
 static void engine_timeout_cb(uv_timer_t *timer) {
   engine_t *e = timer->data;
   int running;
@@ -713,6 +743,9 @@ int engine_init(engine_t *e, uint64_t set_aside_after_ms) {
     uv_timer_start(&e->sweep, engine_sweep_cb, every, every);
   }
   uv_unref((uv_handle_t *)&e->sweep);
+  uv_timer_init(&e->loop, &e->reads);
+  e->reads.data = e;
+  uv_unref((uv_handle_t *)&e->reads);
   /* Neither may keep the loop alive on its own. */
   uv_prepare_init(&e->loop, &e->flush_timers);
   e->flush_timers.data = e;

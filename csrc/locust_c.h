@@ -208,7 +208,11 @@ struct request_s {
   size_t body_len;
   const char *cookie;      /* "a=1; b=2" sent with the jar's cookies (CURLOPT_COOKIE), or NULL */
   long connect_timeout_ms; /* this request's own timeouts, 0 for the client's */
-  long timeout_ms;
+  long read_timeout_ms;
+  int verify;              /* this request's certificate check: 1 on, 0 off, -1 the client's */
+  const char *ca_file;     /* this request's CA bundle, or NULL for the client's */
+  const char *cert;        /* this request's client certificate (PEM), or NULL for the client's */
+  const char *key;         /* its private key, or NULL when the certificate file holds it */
 
   /* Outputs, written by the engine thread. */
   int result; /* CURLcode, or one of REQ_ERR_* */
@@ -238,7 +242,8 @@ struct request_s {
 
 typedef struct {
   long connect_timeout_ms;
-  long timeout_ms;
+  long read_timeout_ms; /* the longest wait for the server once connected (see xfer_read_expired); 0: none */
+  long timeout_ms;      /* the whole request, redirects included (CURLOPT_TIMEOUT_MS); 0: no limit */
   long max_redirects;
   int max_retries;
   int max_connections;
@@ -249,6 +254,12 @@ typedef struct {
   const char *proxy; /* "http://host:port" or NULL; copied */
   const char *user_agent; /* copied */
   const char *ca_file;    /* CA bundle for verification, or NULL for the system's; copied */
+  const char *cert;       /* client certificate (PEM) for mutual TLS, or NULL; copied */
+  const char *key;        /* its private key, or NULL when the certificate file holds it; copied */
+  const char *ciphers;    /* OpenSSL cipher list (TLS 1.2 and below), or NULL for libcurl's; copied */
+  long tls_min;           /* CURL_SSLVERSION_* of the lowest TLS version, 0 for libcurl's */
+  long tls_max;           /* CURL_SSLVERSION_MAX_*, 0 for libcurl's */
+  int verify_host;        /* with verification on: also check the name (0 when the SSLContext says not to) */
 } client_options_t;
 
 struct client_s {
@@ -260,9 +271,7 @@ struct client_s {
   int nactive;
   uint64_t serial;       /* unique per client: tells a pooled easy handle whether it is set up for us */
   client_options_t opts;
-  char *proxy;
-  char *user_agent;
-  char *ca_file;
+  char *strings; /* the copies of the options' strings, one allocation */
   int refs;       /* Python's object, the engine's registration, a queued close command */
   int registered; /* known to the engine thread (it has submitted through this client) */
 
@@ -314,6 +323,9 @@ struct xfer_s {
   size_t decode_skip;      /* bytes of the chunk libcurl delivers again after a pause that were decoded already */
   int paused;              /* waiting in the engine's paused list for the next loop iteration (see decode budget) */
   int cookie_set;          /* CURLOPT_COOKIE holds a request's cookies: the next request must clear it */
+  int connected;           /* the request is on a connection (CURLOPT_PREREQFUNCTION): the read timeout counts */
+  long read_timeout_ms;    /* this attempt's read timeout, 0 for none */
+  uint64_t last_io;        /* loop time (ms) when the server last sent something, or the request went out */
   xfer_t *next_paused;
   int fault;               /* REQ_ERR_* found by our own callbacks, 0 when none */
   const char *rejected;    /* the first option libcurl refused since the last start (see XFER_SET) */
@@ -331,6 +343,7 @@ void xfer_setopt_result(xfer_t *x, CURLcode rc, const char *option);
 xfer_t *xfer_create(engine_t *e);
 int xfer_start(xfer_t *x, request_t *req);
 void xfer_finish(xfer_t *x, CURLcode code);
+int xfer_read_expired(xfer_t *x, uint64_t now);
 void xfer_destroy(xfer_t *x);
 
 /* ---- sockets ----------------------------------------------------------------------------------------- */
@@ -416,6 +429,8 @@ struct engine_s {
   struct sock_slab_s *sock_slabs;
   client_t *setting_aside; /* the client whose connections the close callback keeps open */
   uv_timer_t sweep;        /* sets idle users aside */
+  uv_timer_t reads;        /* runs while transfers with a read timeout are in flight: fails those past it */
+  uint64_t reads_every_ms; /* its period: an eighth of the shortest read timeout seen, from 5 ms to 1 s */
   uint64_t set_aside_after_ms;
   int hand_back_again;     /* libcurl honours CURL_SOCKOPT_ALREADY_CONNECTED (8.0 and later) */
   CURL *util;              /* moves cookie jars in and out of shares */
@@ -437,6 +452,7 @@ void engine_complete(engine_t *e, request_t *req);
 void engine_pause(engine_t *e, xfer_t *x);
 void engine_unpause(engine_t *e, xfer_t *x);
 void engine_counters(engine_t *e, engine_counters_t *out);
+void engine_watch_reads(engine_t *e, long read_timeout_ms);
 
 client_t *client_create(engine_t *e, const client_options_t *opts);
 void client_ref(client_t *c);

@@ -781,29 +781,38 @@ static PyType_Spec engine_spec = {
 
 /* ---- Client ------------------------------------------------------------------------------------------ */
 
+static int timeout_in_range(double seconds) {
+  return seconds >= CLIENT_MIN_TIMEOUT && seconds <= CLIENT_MAX_TIMEOUT; /* NaN is in no range */
+}
+
 static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-  static char *kwlist[] = {"engine",   "connect_timeout", "timeout", "max_redirects", "max_retries",
-                           "max_connections", "insecure", "http2", "proxy", "user_agent", "ca_file",
-                           "tls_sessions", "max_response_bytes", NULL};
+  static char *kwlist[] = {"engine", "connect_timeout", "read_timeout", "timeout", "max_redirects", "max_retries",
+                           "max_connections", "insecure", "http2", "proxy", "user_agent", "ca_file", "tls_sessions",
+                           "max_response_bytes", "cert", "key", "ciphers", "tls_min", "tls_max", "verify_host",
+                           NULL};
   PyObject *engine_obj;
-  double connect_timeout = 60.0, timeout = 60.0;
+  double connect_timeout = 60.0, read_timeout = 60.0, timeout = 0.0;
   int max_redirects = 30, max_retries = 0, max_connections = 10, insecure = 1, http2 = 0, tls_sessions = 1;
+  int verify_host = 1;
+  long tls_min = 0, tls_max = 0;
   long long max_response_bytes = 64LL << 20;
-  const char *proxy = NULL, *user_agent = NULL, *ca_file = NULL;
+  const char *proxy = NULL, *user_agent = NULL, *ca_file = NULL, *cert = NULL, *key = NULL, *ciphers = NULL;
   module_state_t *st = PyType_GetModuleState(type);
   client_options_t opts;
   ClientObject *self;
 
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|ddiiippzzzpL:Client", kwlist, st->engine_type, &engine_obj,
-                                   &connect_timeout, &timeout, &max_redirects, &max_retries, &max_connections,
-                                   &insecure, &http2, &proxy, &user_agent, &ca_file, &tls_sessions,
-                                   &max_response_bytes))
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|dddiiippzzzpLzzzllp:Client", kwlist, st->engine_type,
+                                   &engine_obj, &connect_timeout, &read_timeout, &timeout, &max_redirects,
+                                   &max_retries, &max_connections, &insecure, &http2, &proxy, &user_agent, &ca_file,
+                                   &tls_sessions, &max_response_bytes, &cert, &key, &ciphers, &tls_min, &tls_max,
+                                   &verify_host))
     return NULL;
-  /* The same ranges as locust_c.session's checks (which name the user's attributes); NaN fails them all. */
-  if (!(connect_timeout >= CLIENT_MIN_TIMEOUT && connect_timeout <= CLIENT_MAX_TIMEOUT) ||
-      !(timeout >= CLIENT_MIN_TIMEOUT && timeout <= CLIENT_MAX_TIMEOUT)) {
-    PyErr_Format(PyExc_ValueError, "connect_timeout and timeout must be from %g to %g seconds", CLIENT_MIN_TIMEOUT,
-                 CLIENT_MAX_TIMEOUT);
+  /* The same ranges as locust_c.session's checks (which name the user's attributes); 0 is no limit for the
+   * whole request and for reads, never for the connect. */
+  if (!timeout_in_range(connect_timeout) || !(read_timeout == 0 || timeout_in_range(read_timeout)) ||
+      !(timeout == 0 || timeout_in_range(timeout))) {
+    PyErr_Format(PyExc_ValueError, "connect_timeout, read_timeout and timeout must be from %g to %g seconds",
+                 CLIENT_MIN_TIMEOUT, CLIENT_MAX_TIMEOUT);
     return NULL;
   }
   if (max_redirects < 0 || max_redirects > CLIENT_MAX_REDIRECTS || max_retries < 0 ||
@@ -814,9 +823,15 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                  CLIENT_MAX_RETRIES, CLIENT_MAX_CONNECTIONS);
     return NULL;
   }
+  if (tls_min < 0 || tls_min > CURL_SSLVERSION_TLSv1_3 || (tls_max != 0 && (tls_max < CURL_SSLVERSION_MAX_TLSv1_0 ||
+                                                                              tls_max > CURL_SSLVERSION_MAX_TLSv1_3))) {
+    PyErr_SetString(PyExc_ValueError, "tls_min and tls_max must be libcurl's CURL_SSLVERSION_ values");
+    return NULL;
+  }
   if (engine_check((EngineObject *)engine_obj) < 0) return NULL;
   opts = (client_options_t){
       .connect_timeout_ms = (long)(connect_timeout * 1000.0 + 0.5),
+      .read_timeout_ms = (long)(read_timeout * 1000.0 + 0.5),
       .timeout_ms = (long)(timeout * 1000.0 + 0.5),
       .max_redirects = max_redirects,
       .max_retries = max_retries,
@@ -828,6 +843,12 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
       .proxy = proxy,
       .user_agent = user_agent,
       .ca_file = ca_file,
+      .cert = cert,
+      .key = key,
+      .ciphers = ciphers,
+      .tls_min = tls_min,
+      .tls_max = tls_max,
+      .verify_host = verify_host,
   };
   self = (ClientObject *)type->tp_alloc(type, 0);
   if (self == NULL) return NULL;
@@ -1021,32 +1042,38 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
   char *p;
   int rc;
 
-  const char *cookie = NULL;
-  Py_ssize_t cookie_len = 0;
-  double connect_timeout = 0, timeout = 0;
+  /* The 8th, for the requests that have them (session.py's _extras): the cookie header value, the connect and read
+   * timeouts (0 for the client's), the certificate check (1, 0, -1 for the client's), the CA bundle, the client
+   * certificate and its key (None for the client's). The session has checked the values; they are checked again. */
+  const char *strings[4] = {NULL, NULL, NULL, NULL}; /* cookie, ca_file, cert, key */
+  Py_ssize_t lengths[4] = {0, 0, 0, 0};
+  double connect_timeout = 0, read_timeout = 0;
+  int verify = -1;
   if (nargs != 7 && nargs != 8) {
     PyErr_Format(PyExc_TypeError, "submit() takes 7 or 8 arguments (%zd given)", nargs);
     return NULL;
   }
-  /* The 8th, for the requests that have them: (cookie header value or None, connect timeout, timeout), 0 for the
-   * client's own timeout. The session has checked the values; NaN and the like are refused here again. */
   if (nargs == 8 && args[7] != Py_None) {
-    PyObject *cookie_obj;
-    if (!PyArg_ParseTuple(args[7], "Odd:submit extras", &cookie_obj, &connect_timeout, &timeout)) return NULL;
-    if (!(connect_timeout == 0 || (connect_timeout >= CLIENT_MIN_TIMEOUT && connect_timeout <= CLIENT_MAX_TIMEOUT)) ||
-        !(timeout == 0 || (timeout >= CLIENT_MIN_TIMEOUT && timeout <= CLIENT_MAX_TIMEOUT))) {
+    PyObject *objs[4];
+    if (!PyArg_ParseTuple(args[7], "OddiOOO:submit extras", &objs[0], &connect_timeout, &read_timeout, &verify,
+                          &objs[1], &objs[2], &objs[3]))
+      return NULL;
+    if (!(connect_timeout == 0 || timeout_in_range(connect_timeout)) ||
+        !(read_timeout == 0 || timeout_in_range(read_timeout)) || verify < -1 || verify > 1) {
       PyErr_SetString(PyExc_ValueError, "a request's timeouts must be from 0.001 to 86400 seconds");
       return NULL;
     }
-    if (cookie_obj != Py_None) {
-      if (!PyUnicode_Check(cookie_obj)) {
-        PyErr_SetString(PyExc_TypeError, "the cookie header value must be str");
+    for (i = 0; i < 4; i++) {
+      if (objs[i] == Py_None) continue;
+      if (!PyUnicode_Check(objs[i])) {
+        PyErr_Format(PyExc_TypeError, "submit extras: %s must be str or None", i ? "a file name" : "the cookie value");
         return NULL;
       }
-      if ((cookie = PyUnicode_AsUTF8AndSize(cookie_obj, &cookie_len)) == NULL) return NULL;
-      if (memchr(cookie, '\r', (size_t)cookie_len) || memchr(cookie, '\n', (size_t)cookie_len) ||
-          strlen(cookie) != (size_t)cookie_len) {
-        PyErr_SetString(PyExc_ValueError, "cookies must not contain CR, LF or NUL");
+      if ((strings[i] = PyUnicode_AsUTF8AndSize(objs[i], &lengths[i])) == NULL) return NULL;
+      if (memchr(strings[i], '\r', (size_t)lengths[i]) || memchr(strings[i], '\n', (size_t)lengths[i]) ||
+          strlen(strings[i]) != (size_t)lengths[i]) {
+        PyErr_SetString(PyExc_ValueError, i ? "file names must not contain CR, LF or NUL"
+                                            : "cookies must not contain CR, LF or NUL");
         return NULL;
       }
     }
@@ -1100,7 +1127,9 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
     return NULL;
   }
 
-  size = sizeof(request_t) + (size_t)method_len + 1 + (size_t)url_len + 1 + (cookie ? (size_t)cookie_len + 1 : 0) +
+  size = sizeof(request_t) + (size_t)method_len + 1 + (size_t)url_len + 1 +
+         (strings[0] ? (size_t)lengths[0] + 1 : 0) + (strings[1] ? (size_t)lengths[1] + 1 : 0) +
+         (strings[2] ? (size_t)lengths[2] + 1 : 0) + (strings[3] ? (size_t)lengths[3] + 1 : 0) +
          (size_t)nheaders * sizeof(struct curl_slist) + (size_t)headers_len + (size_t)body.len + 1;
   req = malloc(size);
   if (req == NULL) {
@@ -1130,13 +1159,18 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
   memcpy(p, url, (size_t)url_len + 1);
   req->url = p;
   p += url_len + 1;
-  if (cookie != NULL) {
-    memcpy(p, cookie, (size_t)cookie_len + 1);
-    req->cookie = p;
-    p += cookie_len + 1;
+  {
+    const char **into[4] = {&req->cookie, &req->ca_file, &req->cert, &req->key};
+    for (i = 0; i < 4; i++) {
+      if (strings[i] == NULL) continue;
+      memcpy(p, strings[i], (size_t)lengths[i] + 1);
+      *into[i] = p;
+      p += lengths[i] + 1;
+    }
   }
   req->connect_timeout_ms = (long)(connect_timeout * 1000.0 + 0.5);
-  req->timeout_ms = (long)(timeout * 1000.0 + 0.5);
+  req->read_timeout_ms = (long)(read_timeout * 1000.0 + 0.5);
+  req->verify = verify;
   if (body.obj) {
     memcpy(p, body.buf, (size_t)body.len);
     p[body.len] = '\0';
@@ -1204,10 +1238,12 @@ static PyGetSetDef client_getset[] = {
 };
 
 static PyType_Slot client_slots[] = {
-    {Py_tp_doc, "Client(engine, connect_timeout=60.0, timeout=60.0, max_redirects=30, max_retries=0, "
-                "max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, ca_file=None, tls_sessions=True, "
-                "max_response_bytes=67108864)\n--\n\n"
-                "One simulated user's keep-alive connections and cookie jar."},
+    {Py_tp_doc, "Client(engine, connect_timeout=60.0, read_timeout=60.0, timeout=0.0, max_redirects=30, "
+                "max_retries=0, max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, "
+                "ca_file=None, tls_sessions=True, max_response_bytes=67108864, cert=None, key=None, ciphers=None, "
+                "tls_min=0, tls_max=0, verify_host=True)\n--\n\n"
+                "One simulated user's keep-alive connections and cookie jar. read_timeout bounds each wait for the "
+                "server, timeout the whole request; 0 is no limit."},
     {Py_tp_new, client_new},
     {Py_tp_dealloc, client_dealloc},
     {Py_tp_methods, client_methods},

@@ -15,38 +15,52 @@
 
 /* ---- clients ----------------------------------------------------------------------------------------- */
 
+/* The option strings a client keeps, in the order client_create copies them. */
+#define CLIENT_NSTRINGS 6
+
 client_t *client_create(engine_t *e, const client_options_t *opts) {
   client_t *c = calloc(1, sizeof(*c));
+  const char **fields[CLIENT_NSTRINGS];
+  size_t size = 0;
+  char *p;
+  int i;
   if (c == NULL) return NULL;
   c->engine = e;
   c->opts = *opts;
   if (c->opts.max_connections < 1) c->opts.max_connections = 1;
-  if (opts->proxy && (c->proxy = strdup(opts->proxy)) == NULL) goto fail;
-  if (opts->user_agent && (c->user_agent = strdup(opts->user_agent)) == NULL) goto fail;
-  if (opts->ca_file && (c->ca_file = strdup(opts->ca_file)) == NULL) goto fail;
-  c->opts.proxy = c->proxy;
-  c->opts.user_agent = c->user_agent;
-  c->opts.ca_file = c->ca_file;
+  fields[0] = &c->opts.proxy;
+  fields[1] = &c->opts.user_agent;
+  fields[2] = &c->opts.ca_file;
+  fields[3] = &c->opts.cert;
+  fields[4] = &c->opts.key;
+  fields[5] = &c->opts.ciphers;
+  for (i = 0; i < CLIENT_NSTRINGS; i++)
+    if (*fields[i] != NULL) size += strlen(*fields[i]) + 1;
+  if (size > 0 && (c->strings = malloc(size)) == NULL) {
+    free(c);
+    return NULL;
+  }
+  for (i = 0, p = c->strings; i < CLIENT_NSTRINGS; i++) {
+    size_t n;
+    if (*fields[i] == NULL) continue;
+    n = strlen(*fields[i]) + 1;
+    memcpy(p, *fields[i], n);
+    *fields[i] = p;
+    p += n;
+  }
   c->refs = 1;
   {
     static uint64_t next_serial = 1;
     c->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
   }
   return c;
-fail:
-  free(c->proxy);
-  free(c->user_agent);
-  free(c);
-  return NULL;
 }
 
 void client_ref(client_t *c) { __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED); }
 
 void client_unref(client_t *c) {
   if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-  free(c->proxy);
-  free(c->user_agent);
-  free(c->ca_file);
+  free(c->strings);
   free(c);
 }
 
@@ -338,6 +352,7 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
   size_t len = size * n;
   int rc = 0;
   if (LC_UNLIKELY(x->fault != 0)) return 0;
+  x->last_io = uv_now(&x->engine->loop);
   /*
    * A status line starts a new response (after a redirect or a 100 Continue): keep only the last one. In the
    * middle of a header block it is a malformed header line, kept as it is.
@@ -382,6 +397,7 @@ static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
   size_t len = size * n, skip = x->decode_skip, used, before = x->req->content.len;
   size_t max = (size_t)x->client->opts.max_response_bytes;
   int rc;
+  x->last_io = uv_now(&e->loop);
   if (LC_LIKELY(x->decoder.coding == CODING_NONE)) {
     rc = decode_write(&x->decoder, data, len, &x->req->content, max, SIZE_MAX, &used);
     return LC_LIKELY(rc == 0) ? len : xfer_fail_capture(x, rc);
@@ -421,6 +437,31 @@ void xfer_setopt_result(xfer_t *x, CURLcode rc, const char *option) {
   }
 }
 
+/*
+ * libcurl is about to send the request on a connection, new or reused: from here each wait for the server counts
+ * against the read timeout, as a socket timeout does for FastHttpUser (the connect has its own timeout).
+ */
+static int xfer_prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                          int conn_local_port) {
+  xfer_t *x = userp;
+  (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
+  x->connected = 1;
+  x->last_io = uv_now(&x->engine->loop);
+  return CURL_PREREQFUNC_OK;
+}
+
+/*
+ * The read timeout: true when the transfer has waited for the server for longer than it allows. The engine's
+ * read watch (engine_watch_reads) asks every transfer a few times per timeout, so one timer serves them all and a
+ * transfer pays only for noting when data arrived.
+ */
+int xfer_read_expired(xfer_t *x, uint64_t now) {
+  if (x->read_timeout_ms == 0 || !x->connected || x->paused) return 0;
+  if (now - x->last_io < (uint64_t)x->read_timeout_ms) return 0;
+  snprintf(x->errbuf, sizeof(x->errbuf), "read timed out: no data from the server for %ld ms", x->read_timeout_ms);
+  return 1;
+}
+
 /* Options that are the same for every transfer of every client. */
 xfer_t *xfer_create(engine_t *e) {
   xfer_t *x = calloc(1, sizeof(*x));
@@ -443,6 +484,8 @@ xfer_t *xfer_create(engine_t *e) {
   XFER_SET(x, CURLOPT_WRITEDATA, x);
   XFER_SET(x, CURLOPT_HEADERFUNCTION, xfer_header_cb);
   XFER_SET(x, CURLOPT_HEADERDATA, x);
+  XFER_SET(x, CURLOPT_PREREQFUNCTION, xfer_prereq_cb);
+  XFER_SET(x, CURLOPT_PREREQDATA, x);
   XFER_SET(x, CURLOPT_PROTOCOLS_STR, "http,https");
   XFER_SET(x, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   /* The engine decodes bodies itself (decode.c); the session sends Accept-Encoding as one of its headers. */
@@ -465,10 +508,14 @@ static void xfer_configure(xfer_t *x, client_t *c) {
   XFER_SET(x, CURLOPT_TIMEOUT_MS, o->timeout_ms);
   XFER_SET(x, CURLOPT_MAXREDIRS, o->max_redirects);
   XFER_SET(x, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
-  XFER_SET(x, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
+  XFER_SET(x, CURLOPT_SSL_VERIFYHOST, o->insecure || !o->verify_host ? 0L : 2L);
   XFER_SET(x, CURLOPT_PROXY, o->proxy ? o->proxy : ""); /* "": no proxy, whatever http_proxy says */
   XFER_SET(x, CURLOPT_USERAGENT, o->user_agent);
   XFER_SET(x, CURLOPT_CAINFO, o->ca_file ? o->ca_file : x->default_ca);
+  XFER_SET(x, CURLOPT_SSLCERT, o->cert);
+  XFER_SET(x, CURLOPT_SSLKEY, o->key);
+  XFER_SET(x, CURLOPT_SSL_CIPHER_LIST, o->ciphers);
+  XFER_SET(x, CURLOPT_SSLVERSION, o->tls_min | o->tls_max);
   XFER_SET(x, CURLOPT_SSL_SESSIONID_CACHE, o->tls_sessions ? 1L : 0L);
   /* Without http2, HTTP/1.1 as FastHttpUser speaks: libcurl would otherwise offer h2 over TLS. With it, wait
    * for a connection to multiplex on rather than open another. */
@@ -495,11 +542,24 @@ int xfer_start(xfer_t *x, request_t *req) {
   decode_end(&x->decoder);
   xfer_configure(x, x->client);
   XFER_SET(x, CURLOPT_SHARE, x->client->share);
-  if (LC_UNLIKELY(req->connect_timeout_ms || req->timeout_ms)) {
-    const client_options_t *o = &x->client->opts;
-    XFER_SET(x, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms ? req->connect_timeout_ms : o->connect_timeout_ms);
-    XFER_SET(x, CURLOPT_TIMEOUT_MS, req->timeout_ms ? req->timeout_ms : o->timeout_ms);
+  x->connected = 0;
+  x->read_timeout_ms = req->read_timeout_ms ? req->read_timeout_ms : x->client->opts.read_timeout_ms;
+  if (x->read_timeout_ms) engine_watch_reads(e, x->read_timeout_ms);
+  if (LC_UNLIKELY(req->connect_timeout_ms)) {
+    XFER_SET(x, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     x->client_serial = 0; /* the next transfer on this handle sets the client's own again */
+  }
+  if (LC_UNLIKELY(req->verify >= 0 || req->ca_file || req->cert)) { /* verify=, cert= of requests */
+    if (req->verify >= 0) {
+      XFER_SET(x, CURLOPT_SSL_VERIFYPEER, (long)req->verify);
+      XFER_SET(x, CURLOPT_SSL_VERIFYHOST, req->verify ? 2L : 0L);
+    }
+    if (req->ca_file) XFER_SET(x, CURLOPT_CAINFO, req->ca_file);
+    if (req->cert) {
+      XFER_SET(x, CURLOPT_SSLCERT, req->cert);
+      XFER_SET(x, CURLOPT_SSLKEY, req->key);
+    }
+    x->client_serial = 0;
   }
   if (LC_UNLIKELY(req->cookie != NULL || x->cookie_set)) {
     XFER_SET(x, CURLOPT_COOKIE, req->cookie);

@@ -199,8 +199,8 @@ def _cookie_value(cookies: Any) -> str | None:
 
 
 def _timeouts(timeout: Any) -> tuple[float, float]:
-    """timeout= as requests takes it (seconds, or a (connect, read) pair) as the engine's (connect, whole request)
-    timeouts, 0 where the session's own stands."""
+    """timeout= as requests takes it (seconds, or a (connect, read) pair: the read timeout bounds each wait for the
+    server, not the whole request) as the engine's (connect, read) timeouts, 0 where the session's own stands."""
     pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
     if len(pair) != 2:
         raise ValueError(f"timeout must be a number of seconds or a (connect, read) pair, not {timeout!r}")
@@ -212,6 +212,38 @@ def _timeouts(timeout: Any) -> tuple[float, float]:
         _check_options(timeout=value)
         out.append(float(value))
     return out[0], out[1]
+
+
+def _tls_file(label: str, path: Any) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{label} must be a file name, not {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{label}: no such file: {path!r}")
+    return path
+
+
+def _cert_files(cert: Any) -> tuple[str | None, str | None]:
+    """cert= as requests takes it: a PEM file holding the certificate and its key, or a (cert, key) pair."""
+    if cert is None:
+        return None, None
+    if isinstance(cert, (tuple, list)):
+        if len(cert) != 2:
+            raise ValueError("cert must be a file name or a (certificate, key) pair of file names")
+        return _tls_file("cert", cert[0]), _tls_file("cert key", cert[1])
+    return _tls_file("cert", cert), None
+
+
+def _extras(cookies: Any, timeout: Any, verify: Any, cert: Any) -> tuple[Any, ...]:
+    """A request's cookies=, timeout=, verify= and cert= as the engine's submit takes them."""
+    connect, read = _timeouts(timeout) if timeout is not None else (0.0, 0.0)
+    if verify is None:
+        check, ca_file = -1, None
+    elif isinstance(verify, bool):
+        check, ca_file = int(verify), None
+    else:
+        check, ca_file = 1, _tls_file("verify", verify)  # a CA bundle, as requests takes it
+    return (_cookie_value(cookies), connect, read, check, ca_file, *_cert_files(cert))
 
 
 def _parse_head(head: bytes) -> tuple[int, str, CaseInsensitiveDict]:
@@ -535,6 +567,8 @@ class FastCSession:
         proxy_port: int | None = None,
         http2: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        request_timeout: float | None = None,
+        client_cert: str | tuple[str, str] | None = None,
         client_pool: Any = None,
         ssl_context_factory: Any = None,
         **kwargs: Any,
@@ -543,6 +577,8 @@ class FastCSession:
             raise TypeError(f"FastCSession got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
         if ssl_context_factory is not None:
             raise LocustError("ssl_context_factory is not supported by FastCUser: TLS runs in libcurl; use insecure")
+        if request_timeout is not None:
+            _check_options(request_timeout=request_timeout)
         _check_options(network_timeout=network_timeout, connection_timeout=connection_timeout,
                        max_redirects=max_redirects, max_retries=max_retries, concurrency=concurrency,
                        max_response_bytes=max_response_bytes)
@@ -582,7 +618,8 @@ class FastCSession:
         self._lines_version = -1
         self._options = {
             "connect_timeout": float(connection_timeout),
-            "timeout": float(network_timeout),
+            "read_timeout": float(network_timeout),
+            "timeout": float(request_timeout or 0),
             "max_redirects": max_redirects,
             "max_retries": max_retries,
             "max_connections": concurrency,
@@ -595,6 +632,7 @@ class FastCSession:
             # A user of an http:// host rarely needs TLS session resumption; keeping none saves memory per user.
             "tls_sessions": self.base_url.lower().startswith("https://"),
         }
+        self._options["cert"], self._options["key"] = _cert_files(client_cert)
         self._client: Any = None
         self._handle: _engines.EngineHandle | None = None
         self._closed = False
@@ -696,6 +734,8 @@ class FastCSession:
         cookies: dict | CookieJar | None = None,
         timeout: float | tuple[float | None, float | None] | None = None,
         files: Any = None,
+        verify: bool | str | None = None,
+        cert: str | tuple[str, str] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Send an HTTP request and record it in Locust's statistics.
@@ -727,8 +767,8 @@ class FastCSession:
             lines = self._lines if self._headers.version == self._lines_version else self._session_lines()
             body = shown = None
         extras = None
-        if cookies is not None or timeout is not None:  # what most requests do not have costs them nothing
-            extras = (_cookie_value(cookies), *(_timeouts(timeout) if timeout is not None else (0.0, 0.0)))
+        if cookies is not None or timeout is not None or verify is not None or cert is not None:
+            extras = _extras(cookies, timeout, verify, cert)  # what most requests do not have costs them nothing
 
         flags = _FLAGS_BY_METHOD.get(method, 0)
         if allow_redirects:

@@ -20,10 +20,18 @@ class FastCUser(User, RestMixin):
     """
 
     network_timeout: float = 60.0
-    """Seconds a whole request may take before it fails with a timeout."""
+    """Seconds the server may keep a request waiting for its next bytes (for the answer to begin, and between two
+    reads of it) before it fails with a timeout, as FastHttpUser's socket timeout; a slow but steady body is not
+    cut short."""
 
     connection_timeout: float = 60.0
-    """Seconds to establish a connection."""
+    """Seconds to establish a connection (TLS handshake included)."""
+
+    request_timeout: float | None = None
+    """Seconds a whole request may take, redirects and body included; None (FastHttpUser's way): no limit."""
+
+    client_cert: str | tuple[str, str] | None = None
+    """A client certificate for mutual TLS: a PEM file with the certificate and its key, or a (cert, key) pair."""
 
     max_redirects: int = 30
     """Redirects followed at most; more fail the request."""
@@ -83,6 +91,8 @@ class FastCUser(User, RestMixin):
             proxy_port=self.proxy_port,
             http2=self.http2,
             max_response_bytes=self.max_response_bytes,
+            request_timeout=self.request_timeout,
+            client_cert=self.client_cert,
             ssl_context_factory=self.ssl_context_factory,
         )
         # A user about to wait at least LOCUST_C_IDLE_SECONDS is set aside as its wait begins, rather than once

@@ -192,3 +192,34 @@ def test_a_multipart_upload_sends_every_part_as_requests_does(testserver, tmp_pa
         assert isinstance(r.request.body, bytes) and r.request.body.count(b"Content-Disposition: form-data") == 6
     finally:
         s.close()
+
+
+def test_network_timeout_bounds_each_wait_not_the_whole_request():
+    """FastHttpUser's network_timeout is a socket timeout: a body that stalls fails, a slow but steady one does not.
+    request_timeout bounds the whole request."""
+    import requests.exceptions
+    from rawserver import KEEP, RawServer
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    scripts = {"stall": [head, b"12345", 1.5, b"67890", KEEP],
+               "steady": [head, *[step for byte in b"0123456789" for step in (bytes([byte]), 0.1)], KEEP],
+               "late": [2.0, head, b"0123456789", KEEP]}
+    with RawServer(scripts) as server:
+        s, rec = session(server.url, network_timeout=0.4)
+        try:
+            r = s.get("/stall")
+            assert r.status_code == 0 and isinstance(r.error, requests.exceptions.ReadTimeout), repr(r.error)
+            assert isinstance(r.error, TimeoutError) and "no data from the server for 400 ms" not in repr(r.error)
+            assert 400 <= rec.last["response_time"] < 1500  # it fired while the server stalled, not when it resumed
+            r = s.get("/steady")  # about a second in all, no wait longer than 0.1 s
+            assert r.error is None and r.content == b"0123456789"
+            assert isinstance(s.get("/late").error, TimeoutError)  # the answer itself must begin in time
+            assert s.get("/late", timeout=(None, 3)).content == b"0123456789"  # requests' (connect, read)
+        finally:
+            s.close()
+        s, rec = session(server.url, network_timeout=0.4, request_timeout=0.5)
+        try:
+            r = s.get("/steady")
+            assert isinstance(r.error, TimeoutError) and 500 <= rec.last["response_time"] < 900
+        finally:
+            s.close()
