@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBS := libcurl4-openssl-dev libuv1-dev zlib1g-dev libbrotli-dev pkg-config
+DEBS := libcurl4-openssl-dev libssl-dev libuv1-dev zlib1g-dev libbrotli-dev pkg-config
 DEMO_PORT ?= 18089
 
 .PHONY: all deps venv build test sanitize tsan demo bench lint clean
@@ -51,11 +51,11 @@ sanitize: venv
 	$(MAKE) --no-print-directory tsan
 
 # The engine's queues and life cycle under ThreadSanitizer: a C-only stress test (TSan cannot follow greenlets).
-ENGINE_C := csrc/engine.c csrc/transfer.c csrc/decode.c csrc/stats.c
+ENGINE_C := csrc/engine.c csrc/transfer.c csrc/decode.c csrc/stats.c csrc/tls.c
 build/engine_stress: tests/c/engine_stress.c $(ENGINE_C) csrc/locust_c.h | deps
 	mkdir -p build
 	gcc -std=gnu11 -Wall -g -O1 -fsanitize=thread -o $@ tests/c/engine_stress.c $(ENGINE_C) \
-		$$(pkg-config --cflags --libs libcurl libuv zlib libbrotlidec) -lpthread -lm
+		$$(pkg-config --cflags --libs libcurl libssl libuv zlib libbrotlidec) -lpthread -lm
 
 tsan: build/engine_stress
 	TSAN_OPTIONS=halt_on_error=1 build/engine_stress 20 20000

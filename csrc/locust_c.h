@@ -260,6 +260,7 @@ typedef struct {
   long tls_min;           /* CURL_SSLVERSION_* of the lowest TLS version, 0 for libcurl's */
   long tls_max;           /* CURL_SSLVERSION_MAX_*, 0 for libcurl's */
   int verify_host;        /* with verification on: also check the name (0 when the SSLContext says not to) */
+  void *ssl_ctx;          /* the OpenSSL SSL_CTX of ssl_context_factory's context (tls.c), referenced, or NULL */
 } client_options_t;
 
 struct client_s {
@@ -345,6 +346,13 @@ int xfer_start(xfer_t *x, request_t *req);
 void xfer_finish(xfer_t *x, CURLcode code);
 int xfer_read_expired(xfer_t *x, uint64_t now);
 void xfer_destroy(xfer_t *x);
+
+/* ---- TLS settings from a Python SSLContext (tls.c) ------------------------------------------------- */
+
+uintptr_t tls_library_marker(void);
+void *tls_context_ref(void *ssl_ctx);
+void tls_context_unref(void *ssl_ctx);
+CURLcode tls_ssl_ctx_cb(CURL *easy, void *ssl_ctx, void *userp);
 
 /* ---- sockets ----------------------------------------------------------------------------------------- */
 

@@ -781,6 +781,33 @@ static PyType_Spec engine_spec = {
 
 /* ---- Client ------------------------------------------------------------------------------------------ */
 
+/*
+ * The OpenSSL SSL_CTX inside a Python ssl.SSLContext. CPython's PySSLContext (Modules/_ssl.c) has begun with it,
+ * right after the object header, in every version since 3.0; the type is checked before the cast.
+ */
+typedef struct {
+  PyObject_HEAD
+  void *ctx;
+} py_ssl_context_t;
+
+static void *ssl_context_of(PyObject *obj) {
+  PyObject *module = PyImport_ImportModule("_ssl"), *type;
+  int is;
+  if (module == NULL) return NULL;
+  type = PyObject_GetAttrString(module, "_SSLContext");
+  Py_DECREF(module);
+  if (type == NULL) return NULL;
+  is = PyObject_IsInstance(obj, type);
+  Py_DECREF(type);
+  if (is < 0) return NULL;
+  if (!is) {
+    PyErr_Format(PyExc_TypeError, "ssl_context must be an ssl.SSLContext, not %.100s", Py_TYPE(obj)->tp_name);
+    return NULL;
+  }
+  if (((py_ssl_context_t *)obj)->ctx == NULL) PyErr_SetString(PyExc_ValueError, "this SSLContext has no context");
+  return ((py_ssl_context_t *)obj)->ctx;
+}
+
 static int timeout_in_range(double seconds) {
   return seconds >= CLIENT_MIN_TIMEOUT && seconds <= CLIENT_MAX_TIMEOUT; /* NaN is in no range */
 }
@@ -789,8 +816,9 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
   static char *kwlist[] = {"engine", "connect_timeout", "read_timeout", "timeout", "max_redirects", "max_retries",
                            "max_connections", "insecure", "http2", "proxy", "user_agent", "ca_file", "tls_sessions",
                            "max_response_bytes", "cert", "key", "ciphers", "tls_min", "tls_max", "verify_host",
-                           NULL};
-  PyObject *engine_obj;
+                           "ssl_context", NULL};
+  PyObject *engine_obj, *ssl_context = Py_None;
+  void *ssl_ctx = NULL;
   double connect_timeout = 60.0, read_timeout = 60.0, timeout = 0.0;
   int max_redirects = 30, max_retries = 0, max_connections = 10, insecure = 1, http2 = 0, tls_sessions = 1;
   int verify_host = 1;
@@ -801,12 +829,13 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
   client_options_t opts;
   ClientObject *self;
 
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|dddiiippzzzpLzzzllp:Client", kwlist, st->engine_type,
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|dddiiippzzzpLzzzllpO:Client", kwlist, st->engine_type,
                                    &engine_obj, &connect_timeout, &read_timeout, &timeout, &max_redirects,
                                    &max_retries, &max_connections, &insecure, &http2, &proxy, &user_agent, &ca_file,
                                    &tls_sessions, &max_response_bytes, &cert, &key, &ciphers, &tls_min, &tls_max,
-                                   &verify_host))
+                                   &verify_host, &ssl_context))
     return NULL;
+  if (ssl_context != Py_None && (ssl_ctx = ssl_context_of(ssl_context)) == NULL) return NULL;
   /* The same ranges as locust_c.session's checks (which name the user's attributes); 0 is no limit for the
    * whole request and for reads, never for the connect. */
   if (!timeout_in_range(connect_timeout) || !(read_timeout == 0 || timeout_in_range(read_timeout)) ||
@@ -849,6 +878,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
       .tls_min = tls_min,
       .tls_max = tls_max,
       .verify_host = verify_host,
+      .ssl_ctx = ssl_ctx,
   };
   self = (ClientObject *)type->tp_alloc(type, 0);
   if (self == NULL) return NULL;
@@ -1241,7 +1271,7 @@ static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(engine, connect_timeout=60.0, read_timeout=60.0, timeout=0.0, max_redirects=30, "
                 "max_retries=0, max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, "
                 "ca_file=None, tls_sessions=True, max_response_bytes=67108864, cert=None, key=None, ciphers=None, "
-                "tls_min=0, tls_max=0, verify_host=True)\n--\n\n"
+                "tls_min=0, tls_max=0, verify_host=True, ssl_context=None)\n--\n\n"
                 "One simulated user's keep-alive connections and cookie jar. read_timeout bounds each wait for the "
                 "server, timeout the whole request; 0 is no limit."},
     {Py_tp_new, client_new},
@@ -1346,6 +1376,13 @@ static int module_exec(PyObject *m) {
   if (PyModule_AddStringConstant(m, "curl_version", info->version) < 0) return -1;
   if (PyModule_AddStringConstant(m, "uv_version", uv_version_string()) < 0) return -1;
   if (PyModule_AddIntConstant(m, "http2_supported", (info->features & CURL_VERSION_HTTP2) != 0) < 0) return -1;
+  {
+    PyObject *marker = PyLong_FromUnsignedLongLong((unsigned long long)tls_library_marker());
+    if (marker == NULL || PyModule_AddObject(m, "openssl_marker", marker) < 0) {
+      Py_XDECREF(marker);
+      return -1;
+    }
+  }
   if (PyModule_AddIntConstant(m, "FOLLOW_REDIRECTS", REQ_FOLLOW_REDIRECTS) < 0 ||
       PyModule_AddIntConstant(m, "HEAD", REQ_HEAD) < 0 || PyModule_AddIntConstant(m, "GET", REQ_GET) < 0 ||
       PyModule_AddIntConstant(m, "POST", REQ_POST) < 0 ||

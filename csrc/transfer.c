@@ -48,6 +48,11 @@ client_t *client_create(engine_t *e, const client_options_t *opts) {
     *fields[i] = p;
     p += n;
   }
+  if (opts->ssl_ctx != NULL && (c->opts.ssl_ctx = tls_context_ref(opts->ssl_ctx)) == NULL) {
+    free(c->strings);
+    free(c);
+    return NULL;
+  }
   c->refs = 1;
   {
     static uint64_t next_serial = 1;
@@ -60,6 +65,7 @@ void client_ref(client_t *c) { __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED)
 
 void client_unref(client_t *c) {
   if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+  if (c->opts.ssl_ctx != NULL) tls_context_unref(c->opts.ssl_ctx);
   free(c->strings);
   free(c);
 }
@@ -516,6 +522,8 @@ static void xfer_configure(xfer_t *x, client_t *c) {
   XFER_SET(x, CURLOPT_SSLKEY, o->key);
   XFER_SET(x, CURLOPT_SSL_CIPHER_LIST, o->ciphers);
   XFER_SET(x, CURLOPT_SSLVERSION, o->tls_min | o->tls_max);
+  XFER_SET(x, CURLOPT_SSL_CTX_FUNCTION, o->ssl_ctx ? tls_ssl_ctx_cb : NULL);
+  XFER_SET(x, CURLOPT_SSL_CTX_DATA, x);
   XFER_SET(x, CURLOPT_SSL_SESSIONID_CACHE, o->tls_sessions ? 1L : 0L);
   /* Without http2, HTTP/1.1 as FastHttpUser speaks: libcurl would otherwise offer h2 over TLS. With it, wait
    * for a connection to multiplex on rather than open another. */

@@ -235,6 +235,8 @@ def error_for(result: int, os_errno: int, message: str | None) -> BaseException:
                     return _os_error(cls, code)
             return NetworkError("connection failed while " + ("receiving" if result == CURLE_RECV_ERROR
                                                                  else "sending"))
+        if message.startswith(("OpenSSL SSL_read", "OpenSSL SSL_write")):  # a TLS alert: a refused certificate...
+            return TLSError(message)
         # Anything else is libcurl's parser refusing what arrived: "Illegal or missing hexadecimal sequence in
         # chunked-encoding", "Received HTTP/0.9 when not allowed", "Invalid Content-Length"...
         return BadResponse(f"invalid HTTP response from server: {message}")

@@ -8,9 +8,11 @@ in the engine thread, from the start of the transfer to its last byte.
 
 from __future__ import annotations
 
+import functools
 import json as _json
 import os
 import re
+import ssl
 import time
 from base64 import b64encode
 from collections.abc import Generator, Iterator
@@ -212,6 +214,39 @@ def _timeouts(timeout: Any) -> tuple[float, float]:
         _check_options(timeout=value)
         out.append(float(value))
     return out[0], out[1]
+
+
+@functools.cache
+def _shares_openssl() -> bool:
+    """True when Python's ssl module and the engine's libcurl run on one OpenSSL library: a context can cross."""
+    import _ssl
+    import ctypes
+
+    try:
+        library = ctypes.CDLL(getattr(_ssl, "__file__", None))
+        return ctypes.cast(library.SSL_CTX_new, ctypes.c_void_p).value == _engine.openssl_marker
+    except (OSError, AttributeError):
+        return False
+
+
+def _context_options(factory: Any) -> dict[str, Any]:
+    """The engine's options for the SSLContext that ``ssl_context_factory`` makes (called as FastHttpUser calls it,
+    when the first connection is due, so an inconsistent context raises Python's own error there). Its certificate
+    check and host name check become libcurl's; its client certificate, trusted CAs, versions, ciphers and option
+    bits are copied to each new connection (csrc/tls.c). What cannot be carried over is refused by name."""
+    context = factory()
+    if not isinstance(context, ssl.SSLContext):
+        raise TypeError(f"ssl_context_factory must return an ssl.SSLContext, not {type(context).__name__}")
+    if getattr(context, "keylog_filename", None):
+        raise ValueError("ssl_context_factory: keylog_filename cannot be carried over to libcurl; set the "
+                         "SSLKEYLOGFILE environment variable instead")
+    if context.sni_callback is not None:
+        raise ValueError("ssl_context_factory: sni_callback is a server's setting and cannot be carried over")
+    if not _shares_openssl():
+        raise LocustError(f"ssl_context_factory needs Python's ssl module on libcurl's OpenSSL; Python has "
+                          f"{ssl.OPENSSL_VERSION} in another copy")
+    verify = context.verify_mode != ssl.CERT_NONE
+    return {"ssl_context": context, "insecure": not verify, "verify_host": context.check_hostname, "ca_file": None}
 
 
 def _tls_file(label: str, path: Any) -> str:
@@ -575,8 +610,6 @@ class FastCSession:
     ) -> None:
         if kwargs:
             raise TypeError(f"FastCSession got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
-        if ssl_context_factory is not None:
-            raise LocustError("ssl_context_factory is not supported by FastCUser: TLS runs in libcurl; use insecure")
         if request_timeout is not None:
             _check_options(request_timeout=request_timeout)
         _check_options(network_timeout=network_timeout, connection_timeout=connection_timeout,
@@ -633,6 +666,7 @@ class FastCSession:
             "tls_sessions": self.base_url.lower().startswith("https://"),
         }
         self._options["cert"], self._options["key"] = _cert_files(client_cert)
+        self.ssl_context_factory = ssl_context_factory
         self._client: Any = None
         self._handle: _engines.EngineHandle | None = None
         self._closed = False
@@ -678,8 +712,11 @@ class FastCSession:
             raise LocustError("this FastCSession has been closed")
         if self._base_error is not None and not _ABSOLUTE_URL.match(url):
             raise self._base_error
+        options = self._options
+        if self.ssl_context_factory is not None:
+            options = {**options, **_context_options(self.ssl_context_factory)}
         self._handle = _engines.acquire()
-        self._client = _engine.Client(self._handle.engine, **self._options)
+        self._client = _engine.Client(self._handle.engine, **options)
         return self._client
 
     def close(self) -> None:

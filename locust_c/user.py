@@ -65,7 +65,9 @@ class FastCUser(User, RestMixin):
     """Accepted for compatibility with FastHttpUser; connection pools are per user in locust-c."""
 
     ssl_context_factory: Any = None
-    """Not supported: TLS runs in libcurl. Setting it raises an error."""
+    """A function returning an ``ssl.SSLContext``, as FastHttpUser takes it: its certificate and host name checks,
+    client certificate, trusted CAs, TLS versions and ciphers apply to this user's connections (``insecure`` then
+    counts no more)."""
 
     abstract = True
 

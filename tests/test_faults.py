@@ -73,6 +73,8 @@ def test_error_mapping_of_other_curl_codes():
     assert isinstance(error_for(60, 0, "SSL certificate problem"), ssl.SSLCertVerificationError)
     assert isinstance(error_for(35, 0, "handshake failed"), ssl.SSLError)
     assert isinstance(error_for(56, 0, "Recv failure: Connection reset by peer"), ConnectionResetError)
+    assert isinstance(error_for(56, 0, "OpenSSL SSL_read: error:0A00045C:SSL routines::tlsv13 alert certificate "
+                                       "required, errno 0"), ssl.SSLError)
     # A pooled handle's errno is a leftover of its last failed socket call: a parser's refusal is not a reset.
     bad_chunk = error_for(56, 104, "Illegal or missing hexadecimal sequence in chunked-encoding")
     assert isinstance(bad_chunk, BadResponse) and not isinstance(bad_chunk, ConnectionResetError)

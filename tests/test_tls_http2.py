@@ -15,6 +15,8 @@ import pytest
 import trustme
 from helpers import free_port, session
 
+from locust_c.exceptions import ConnectionClosed
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -175,3 +177,148 @@ def test_a_user_with_a_tls_connection_is_never_set_aside(tls_server, testserver,
         assert s.get(f"{tls_server}/x").status_code == 200 and not rec.failures()
     finally:
         s.close()
+
+
+# A TLS 1.3 server refuses a client after the handshake: the client sees its alert, a reset or a close, whichever
+# the server sends.
+REFUSED = (ssl.SSLError, ConnectionResetError, ConnectionClosed)
+
+
+@pytest.fixture(scope="module")
+def client_certs(tmp_path_factory):
+    """A CA that the mutual-TLS server trusts for its clients, and a client certificate it issued."""
+    ca = trustme.CA()
+    client = ca.issue_cert("load-test-client@example.com")
+    folder = tmp_path_factory.mktemp("client")
+    ca_file, both, cert_file, key_file = (folder / n for n in ("ca.pem", "both.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(str(ca_file))
+    client.private_key_and_cert_chain_pem.write_to_path(str(both))
+    client.cert_chain_pems[0].write_to_path(str(cert_file))
+    client.private_key_pem.write_to_path(str(key_file))
+    return ca_file, both, cert_file, key_file
+
+
+@pytest.fixture(scope="module")
+def mtls_server(certs, client_certs):
+    _, cert_file, key_file = certs
+    port = free_port()
+    proc = _hypercorn(port, "--certfile", str(cert_file), "--keyfile", str(key_file), "--ca-certs",
+                      str(client_certs[0]), "--verify-mode", "CERT_REQUIRED")
+    try:
+        _wait_port(port, proc)
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_mutual_tls_with_a_client_certificate(mtls_server, client_certs):
+    _, both, cert_file, key_file = client_certs
+    s, rec = session(mtls_server)
+    try:
+        r = s.get("/x")  # no certificate: the server refuses it (an alert, or a reset if that is what arrives first)
+        assert r.status_code == 0 and isinstance(r.error, REFUSED), repr(r.error)
+        assert s.get("/x", cert=(str(cert_file), str(key_file))).status_code == 200  # requests' cert= pair
+        assert s.get("/x", cert=str(both)).status_code == 200  # one file with both
+        assert s.get("/x").status_code == 0  # cert= was for those requests only
+    finally:
+        s.close()
+    s, _ = session(mtls_server, client_cert=(str(cert_file), str(key_file)))  # FastCUser.client_cert
+    try:
+        assert s.get("/x").status_code == 200
+    finally:
+        s.close()
+
+
+def test_ssl_context_factory_carries_verification_client_certificate_and_versions(mtls_server, certs,
+                                                                                  client_certs, monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    ca_file = certs[0]
+    _, _, cert_file, key_file = client_certs
+
+    def context(trusted: bool, client: bool, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2):
+        def factory() -> ssl.SSLContext:
+            ctx = ssl.create_default_context(cafile=str(ca_file) if trusted else None)
+            if client:
+                ctx.load_cert_chain(str(cert_file), str(key_file))
+            ctx.minimum_version = minimum
+            return ctx
+        return factory
+
+    cases = [(context(True, True), None), (context(False, True), ssl.SSLCertVerificationError),
+             (context(True, False), REFUSED)]
+    for factory, error in cases:
+        s, _ = session(mtls_server, ssl_context_factory=factory)
+        try:
+            r = s.get("/x")
+            assert (r.status_code == 200) if error is None else isinstance(r.error, error), (error, repr(r.error))
+        finally:
+            s.close()
+
+
+def test_ssl_context_factory_carries_tls_versions_and_ciphers(certs):
+    """A server that says which TLS version and cipher it negotiated: the context's limits decide them."""
+    from gevent.server import StreamServer
+
+    ca_file, cert_file, key_file = certs
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(str(cert_file), str(key_file))
+
+    def answer(sock, _peer):
+        try:
+            sock.recv(65536)
+            body = f"{sock.version()} {sock.cipher()[0]}".encode()
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def factory(**settings):
+        def make() -> ssl.SSLContext:
+            ctx = ssl.create_default_context(cafile=str(ca_file))
+            for name, value in settings.items():
+                if name == "ciphers":
+                    ctx.set_ciphers(value)
+                else:
+                    setattr(ctx, name, value)
+            return ctx
+        return make
+
+    server = StreamServer(("127.0.0.1", 0), answer, ssl_context=server_context)
+    server.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_port}"
+        for settings, expected in [({}, "TLSv1.3"), ({"maximum_version": ssl.TLSVersion.TLSv1_2}, "TLSv1.2"),
+                                   ({"maximum_version": ssl.TLSVersion.TLSv1_2, "ciphers": "ECDHE+CHACHA20"},
+                                    "TLSv1.2 ECDHE-ECDSA-CHACHA20-POLY1305")]:  # trustme keys are ECDSA
+            s, _ = session(url, ssl_context_factory=factory(**settings))
+            try:
+                r = s.get("/")
+                assert r.status_code == 200 and r.text.startswith(expected), (settings, r.text, repr(r.error))
+            finally:
+                s.close()
+    finally:
+        server.stop()
+
+
+def test_an_inconsistent_ssl_context_raises_pythons_error_at_the_first_request(tls_server):
+    def factory() -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_NONE  # Python's ssl refuses this itself
+        return ctx
+
+    s, rec = session(tls_server, ssl_context_factory=factory)
+    with pytest.raises(ValueError, match="check_hostname"):
+        s.get("/x")
+    assert rec.calls == []
+
+    def keylog() -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        ctx.keylog_filename = os.devnull
+        return ctx
+
+    s, _ = session(tls_server, ssl_context_factory=keylog)
+    with pytest.raises(ValueError, match="keylog_filename"):
+        s.get("/x")
