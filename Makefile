@@ -51,11 +51,11 @@ sanitize: venv
 	$(MAKE) --no-print-directory tsan
 
 # The engine's queues and life cycle under ThreadSanitizer: a C-only stress test (TSan cannot follow greenlets).
-ENGINE_C := csrc/engine.c csrc/transfer.c csrc/decode.c csrc/stats.c csrc/tls.c
+ENGINE_C := csrc/engine.c csrc/transfer.c csrc/decode.c csrc/stats.c csrc/tls.c csrc/stream.c
 build/engine_stress: tests/c/engine_stress.c $(ENGINE_C) csrc/locust_c.h | deps
 	mkdir -p build
 	gcc -std=gnu11 -Wall -g -O1 -fsanitize=thread -o $@ tests/c/engine_stress.c $(ENGINE_C) \
-		$$(pkg-config --cflags --libs libcurl libssl libuv zlib libbrotlidec) -lpthread -lm
+		$$(pkg-config --cflags --libs libcurl libssl libcrypto libuv zlib libbrotlidec) -lpthread -lm
 
 tsan: build/engine_stress
 	TSAN_OPTIONS=halt_on_error=1 build/engine_stress 20 20000

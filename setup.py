@@ -19,7 +19,7 @@ from setuptools import Extension, setup
 PACKAGES_HINT = "apt-get install libcurl4-openssl-dev libssl-dev libuv1-dev zlib1g-dev libbrotli-dev pkg-config"
 
 
-LIBRARIES = ("libcurl", "libssl", "libuv", "zlib", "libbrotlidec")
+LIBRARIES = ("libcurl", "libssl", "libcrypto", "libuv", "zlib", "libbrotlidec")
 
 
 def fail(message: str) -> None:
@@ -60,7 +60,7 @@ cflags, ldflags = compile_args()
 engine = Extension(
     "locust_c._engine",
     sources=["csrc/module.c", "csrc/engine.c", "csrc/transfer.c", "csrc/decode.c", "csrc/stats.c",
-             "csrc/tls.c"],
+             "csrc/tls.c", "csrc/stream.c"],
     depends=["csrc/locust_c.h"],
     extra_compile_args=cflags + lib_cflags,
     extra_link_args=ldflags + lib_ldflags,

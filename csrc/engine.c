@@ -55,6 +55,7 @@ void request_free(request_t *req) {
   buf_free(&req->content);
   free(req->effective_url);
   free(req->error);
+  stream_unref(req->stream);
   free(req);
 }
 
@@ -464,13 +465,15 @@ static void engine_sweep_cb(uv_timer_t *timer) {
 static void engine_reads_cb(uv_timer_t *timer) {
   engine_t *e = timer->data;
   uint64_t now = uv_now(&e->loop);
+  int watched = 0;
   for (client_t *c = e->clients; c; c = c->next) {
     for (xfer_t *x = c->active, *next; x; x = next) {
       next = x->next; /* finishing x unlinks it; a transfer started in its place goes in front, seen next time */
+      watched += x->read_timeout_ms != 0;
       if (xfer_read_expired(x, now)) xfer_finish(x, CURLE_OPERATION_TIMEDOUT);
     }
   }
-  if (e->in_flight == 0) {
+  if (watched == 0) { /* a stream runs on after its request was delivered: in_flight does not count it */
     uv_timer_stop(&e->reads);
     e->reads_every_ms = 0;
   }
@@ -535,18 +538,39 @@ void engine_complete(engine_t *e, request_t *req) {
   e->batch_tail = req;
 }
 
+/* Queues a wake-up for a stream's reader (stream_should_wake said so), with the completions of this phase. */
+void engine_wake(engine_t *e, stream_t *s) {
+  stream_ref(s); /* the wake-up's: the reader may let go of the stream before it arrives */
+  s->next_wake = NULL;
+  if (e->wake_tail)
+    e->wake_tail->next_wake = s;
+  else
+    e->wake_head = s;
+  e->wake_tail = s;
+}
+
 static void engine_publish(engine_t *e) {
   int was_empty;
-  if (e->batch_head == NULL) return;
+  if (e->batch_head == NULL && e->wake_head == NULL) return;
   pthread_mutex_lock(&e->lock);
-  was_empty = e->done_head == NULL;
-  if (e->done_tail)
-    e->done_tail->next = e->batch_head;
-  else
-    e->done_head = e->batch_head;
-  e->done_tail = e->batch_tail;
+  was_empty = e->done_head == NULL && e->woken_head == NULL;
+  if (e->batch_head != NULL) {
+    if (e->done_tail)
+      e->done_tail->next = e->batch_head;
+    else
+      e->done_head = e->batch_head;
+    e->done_tail = e->batch_tail;
+  }
+  if (e->wake_head != NULL) {
+    if (e->woken_tail)
+      e->woken_tail->next_wake = e->wake_head;
+    else
+      e->woken_head = e->wake_head;
+    e->woken_tail = e->wake_tail;
+  }
   pthread_mutex_unlock(&e->lock);
   e->batch_head = e->batch_tail = NULL;
+  e->wake_head = e->wake_tail = NULL;
   if (was_empty) {
     uint64_t one = 1;
     ssize_t n;
@@ -636,6 +660,16 @@ request_t *engine_drain(engine_t *e) {
   return head;
 }
 
+/* The stream readers to wake, taken after engine_drain (which reset the eventfd for both). */
+stream_t *engine_drain_wakes(engine_t *e) {
+  stream_t *head;
+  pthread_mutex_lock(&e->lock);
+  head = e->woken_head;
+  e->woken_head = e->woken_tail = NULL;
+  pthread_mutex_unlock(&e->lock);
+  return head;
+}
+
 /* ---- commands ---------------------------------------------------------------------------------------- */
 
 int engine_send(engine_t *e, cmd_t *cmd) {
@@ -699,6 +733,9 @@ static void engine_wakeup_cb(uv_async_t *async) {
       break;
     case CMD_CANCEL:
       client_cancel(cmd->client, cmd->id);
+      break;
+    case CMD_RESUME:
+      client_resume_stream(cmd->client, cmd->id);
       break;
     case CMD_SET_ASIDE: /* the user is about to wait at least the idle time: no need to wait for the sweep */
       if (e->set_aside_after_ms && cmd->client->registered) client_set_aside(cmd->client);
@@ -857,5 +894,6 @@ void engine_counters(engine_t *e, engine_counters_t *out) {
   out->set_aside = __atomic_load_n(&e->counters.set_aside, __ATOMIC_RELAXED);
   out->resumed = __atomic_load_n(&e->counters.resumed, __ATOMIC_RELAXED);
   out->decode_pauses = __atomic_load_n(&e->counters.decode_pauses, __ATOMIC_RELAXED);
+  out->stream_pauses = __atomic_load_n(&e->counters.stream_pauses, __ATOMIC_RELAXED);
   out->in_flight = out->submitted - out->completed;
 }

@@ -135,6 +135,7 @@ enum {
   REQ_POST = 1 << 3,
   REQ_BATCH_STATS = 1 << 4, /* a success goes into Locust's stats in the batch, not through events.request */
   REQ_IDEMPOTENT = 1 << 5,  /* the method may be sent twice (RFC 9110 9.2.2): a retry may follow a send */
+  REQ_STREAM = 1 << 6,      /* stream=True: delivered at the end of its headers, the body read from a stream_t */
 };
 
 /*
@@ -173,20 +174,25 @@ enum {
 /* A set-aside connection idle this long is closed: libcurl's default CURLOPT_MAXAGE_CONN. */
 #define ENGINE_KEPT_MAX_AGE_MS 118000
 
+/* A streamed body's buffer pauses the transfer past the high mark and resumes it below the low one (stream.c). */
+#define STREAM_HIGH_WATER (256 * 1024)
+#define STREAM_LOW_WATER (64 * 1024)
+
+typedef struct stream_s stream_t;
 typedef struct client_s client_t;
 typedef struct engine_s engine_t;
 typedef struct xfer_s xfer_t;
 typedef struct request_s request_t;
 typedef struct sock_s sock_t;
 
-typedef enum { CMD_SUBMIT, CMD_CANCEL, CMD_SET_ASIDE, CMD_CLOSE_CLIENT, CMD_STOP } cmd_kind_t;
+typedef enum { CMD_SUBMIT, CMD_CANCEL, CMD_SET_ASIDE, CMD_CLOSE_CLIENT, CMD_RESUME, CMD_STOP } cmd_kind_t;
 
 typedef struct cmd_s {
   struct cmd_s *next;
   cmd_kind_t kind;
   client_t *client;
   request_t *req; /* CMD_SUBMIT: the request this command is embedded in */
-  uint64_t id;    /* CMD_CANCEL */
+  uint64_t id;    /* CMD_CANCEL, CMD_RESUME: the request (or stream) it is about */
 } cmd_t;
 
 struct request_s {
@@ -226,7 +232,35 @@ struct request_s {
   buf_t content;
   char *effective_url;
   char *error; /* libcurl's message for a failure, malloc'ed */
+  stream_t *stream; /* REQ_STREAM: where the body goes once the request is delivered; one reference */
 };
+
+/* ---- streamed bodies (stream.c) ---------------------------------------------------------------------- */
+
+struct stream_s {
+  pthread_mutex_t lock; /* guards everything below but refs, id and next_wake */
+  int refs;             /* the request's, the running transfer's, a queued wake-up's */
+  uint64_t id;          /* the request's: commands about the stream name it */
+  buf_t data;           /* decoded body bytes; those before start were taken */
+  size_t start;
+  int done;             /* the transfer ended: result and error are final */
+  int result;           /* CURLcode or REQ_ERR_*, once done */
+  char *error;
+  int reader_paused;    /* the engine paused the transfer because the buffer is full */
+  int waiting;          /* the reader waits for data or the end */
+  int wake_queued;      /* a wake-up is on its way to the reader */
+  stream_t *next_wake;  /* engine thread: its list of wake-ups to publish */
+  void *reader;         /* opaque: the Python Result that reads it; set and cleared under the GIL, never in C */
+};
+
+stream_t *stream_create(uint64_t id);
+void stream_ref(stream_t *s);
+void stream_unref(stream_t *s);
+size_t stream_take(stream_t *s, char *out, size_t max, int *resume);
+size_t stream_available(stream_t *s);
+int stream_arm(stream_t *s);
+int stream_disarm(stream_t *s);
+int stream_should_wake(stream_t *s);
 
 /* ---- clients (one per simulated user) ---------------------------------------------------------------- */
 
@@ -325,6 +359,10 @@ struct xfer_s {
   int paused;              /* waiting in the engine's paused list for the next loop iteration (see decode budget) */
   int cookie_set;          /* CURLOPT_COOKIE holds a request's cookies: the next request must clear it */
   int connected;           /* the request is on a connection (CURLOPT_PREREQFUNCTION): the read timeout counts */
+  int has_location;        /* the last response has a Location header: a 3xx with it is followed */
+  int reader_paused;       /* paused until the stream's reader has taken enough (stream.c) */
+  stream_t *stream;        /* delivered with stream=True: req is NULL, the body goes here; one reference */
+  uint64_t start_ns;       /* stream=True: when the attempt started, for the response time at the headers */
   long read_timeout_ms;    /* this attempt's read timeout, 0 for none */
   uint64_t last_io;        /* loop time (ms) when the server last sent something, or the request went out */
   xfer_t *next_paused;
@@ -402,6 +440,7 @@ typedef struct {
   uint64_t set_aside;     /* times an idle user was set aside */
   uint64_t resumed;       /* times a set-aside connection carried a request again */
   uint64_t decode_pauses; /* times a transfer paused for the next loop iteration, past the decode budget */
+  uint64_t stream_pauses; /* times a stream paused because its reader had not taken its buffer */
 } engine_counters_t;
 
 struct engine_s {
@@ -418,6 +457,7 @@ struct engine_s {
   pthread_mutex_t lock; /* guards the two queues below and counters */
   cmd_t *cmd_head, *cmd_tail;
   request_t *done_head, *done_tail;
+  stream_t *woken_head, *woken_tail; /* streams whose readers are to be woken */
   int stopping;
   cmd_t stop_cmd;
 
@@ -428,6 +468,7 @@ struct engine_s {
   xfer_t *paused, *paused_tail;       /* transfers paused by the decode budget, in the order they paused */
   size_t decoded;                     /* decoded bytes produced since the budget was last renewed */
   request_t *batch_head, *batch_tail; /* completions of the current loop iteration */
+  stream_t *wake_head, *wake_tail;    /* and wake-ups of stream readers */
   client_t *clients;
   uint64_t io_wake_ns; /* when this loop iteration's epoll_wait returned (first I/O callback), 0 before */
   int in_io;           /* inside a socket callback: a transfer finishing now was woken at io_wake_ns */
@@ -455,6 +496,8 @@ int engine_start(engine_t *e);
 int engine_send(engine_t *e, cmd_t *cmd);
 int engine_stop(engine_t *e);
 request_t *engine_drain(engine_t *e);
+stream_t *engine_drain_wakes(engine_t *e);
+void engine_wake(engine_t *e, stream_t *s);
 void engine_destroy(engine_t *e);
 void engine_complete(engine_t *e, request_t *req);
 void engine_pause(engine_t *e, xfer_t *x);
@@ -468,6 +511,7 @@ void client_unref(client_t *c);
 void client_run_next(client_t *c);
 void client_close(client_t *c);
 void client_cancel(client_t *c, uint64_t id);
+void client_resume_stream(client_t *c, uint64_t id);
 void client_submit(client_t *c, request_t *req);
 int client_set_aside(client_t *c);
 

@@ -80,6 +80,8 @@ typedef struct {
   long redirects;
   int recorded; /* already in Locust's stats through the batch */
   double done_time;
+  PyObject *client; /* stream=True: the Client, to send the stream's resume and cancel commands */
+  PyObject *waiter; /* stream=True: the greenlet's waiter while it waits for the stream */
 } ResultObject;
 
 static uint64_t next_request_id = 1;
@@ -99,8 +101,22 @@ static PyObject *lc_raise(int rc, const char *what) {
 
 /* ---- Result ------------------------------------------------------------------------------------------ */
 
+static int client_obj_send(ClientObject *self, cmd_kind_t kind, uint64_t id);
+
 static void result_dealloc(ResultObject *self) {
   PyTypeObject *tp = Py_TYPE(self);
+  stream_t *stream = self->req != NULL ? self->req->stream : NULL;
+  if (stream != NULL && self->client != NULL) {
+    int done;
+    stream->reader = NULL;
+    pthread_mutex_lock(&stream->lock);
+    done = stream->done;
+    pthread_mutex_unlock(&stream->lock);
+    /* Nobody will read the rest: the transfer stops and its connection closes, as when a stream is closed. */
+    if (!done && client_obj_send((ClientObject *)self->client, CMD_CANCEL, stream->id) != 0) PyErr_Clear();
+  }
+  Py_XDECREF(self->client);
+  Py_XDECREF(self->waiter);
   request_free(self->req);
   Py_XDECREF(self->content);
   Py_XDECREF(self->head);
@@ -148,6 +164,83 @@ static PyObject *result_get_error(ResultObject *self, void *closure) {
   return PyUnicode_DecodeUTF8(self->req->error, (Py_ssize_t)strlen(self->req->error), "replace");
 }
 
+/* ---- Result: a streamed body (stream=True) ----------------------------------------------------------- */
+
+static stream_t *result_stream(ResultObject *self) {
+  if (self->req == NULL || self->req->stream == NULL || self->client == NULL) {
+    PyErr_SetString(PyExc_ValueError, "this request was not made with stream=True");
+    return NULL;
+  }
+  return self->req->stream;
+}
+
+/* stream_read(n) -> bytes: up to n bytes of what has arrived (n < 0: all of it), b"" when nothing has. */
+static PyObject *result_stream_read(ResultObject *self, PyObject *arg) {
+  stream_t *s = result_stream(self);
+  Py_ssize_t max = PyLong_AsSsize_t(arg);
+  size_t n, want;
+  PyObject *out;
+  char *into;
+  int resume = 0;
+  if (s == NULL || (max == -1 && PyErr_Occurred())) return NULL;
+  n = stream_available(s); /* only the reader takes: no fewer are there when it takes them */
+  want = max < 0 || (size_t)max > n ? n : (size_t)max;
+  if ((out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)want)) == NULL) return NULL;
+  into = PyBytes_AS_STRING(out);
+  n = stream_take(s, into, want, &resume);
+  assert(n == want);
+  if (resume && client_obj_send((ClientObject *)self->client, CMD_RESUME, s->id) != 0) {
+    Py_DECREF(out);
+    return PyErr_NoMemory();
+  }
+  return out;
+}
+
+/* stream_wait(waiter) -> bool: True when nothing is there to read: waiter.switch() comes with data or the end. */
+static PyObject *result_stream_wait(ResultObject *self, PyObject *waiter) {
+  stream_t *s = result_stream(self);
+  if (s == NULL) return NULL;
+  if (!stream_arm(s)) Py_RETURN_FALSE;
+  Py_XSETREF(self->waiter, Py_NewRef(waiter));
+  Py_RETURN_TRUE;
+}
+
+/* stream_unwait() -> bool: the waiter stops waiting; True when its wake-up is on its way all the same. */
+static PyObject *result_stream_unwait(ResultObject *self, PyObject *unused) {
+  stream_t *s = result_stream(self);
+  if (s == NULL) return NULL;
+  Py_CLEAR(self->waiter);
+  return PyBool_FromLong(stream_disarm(s));
+}
+
+/* stream_end() -> None while the transfer runs, then (result, error message or None). */
+static PyObject *result_stream_end(ResultObject *self, PyObject *unused) {
+  stream_t *s = result_stream(self);
+  int done, result;
+  PyObject *error;
+  if (s == NULL) return NULL;
+  pthread_mutex_lock(&s->lock);
+  done = s->done;
+  result = s->result;
+  pthread_mutex_unlock(&s->lock);
+  if (!done) Py_RETURN_NONE;
+  /* error is written before done and never after: read without the lock once done was seen under it. */
+  error = s->error ? PyUnicode_DecodeUTF8(s->error, (Py_ssize_t)strlen(s->error), "replace") : Py_NewRef(Py_None);
+  if (error == NULL) return NULL;
+  return Py_BuildValue("(iN)", result, error);
+}
+
+static PyMethodDef result_methods[] = {
+    {"stream_read", (PyCFunction)result_stream_read, METH_O, "stream_read(n) -> up to n bytes that have arrived."},
+    {"stream_wait", (PyCFunction)result_stream_wait, METH_O,
+     "stream_wait(waiter) -> True when the reader must wait: waiter.switch() comes with data or the end."},
+    {"stream_unwait", (PyCFunction)result_stream_unwait, METH_NOARGS,
+     "stream_unwait() -> True when a wake-up is on its way although the reader no longer waits."},
+    {"stream_end", (PyCFunction)result_stream_end, METH_NOARGS,
+     "stream_end() -> None while the body arrives, then (result, error)."},
+    {NULL},
+};
+
 static PyGetSetDef result_getset[] = {
     {"content", (getter)result_get_content, NULL, "The response body as bytes (copied on first read).", NULL},
     {"content_length", (getter)result_get_content_length, NULL, "Length of the body, without copying it.", NULL},
@@ -178,6 +271,7 @@ static PyType_Slot result_slots[] = {
     {Py_tp_dealloc, result_dealloc},
     {Py_tp_getset, result_getset},
     {Py_tp_members, result_members},
+    {Py_tp_methods, result_methods},
     {0, NULL},
 };
 
@@ -198,6 +292,8 @@ static ResultObject *result_alloc(module_state_t *st) {
   r->req = NULL;
   r->content = NULL;
   r->head = NULL;
+  r->client = NULL;
+  r->waiter = NULL;
   r->recorded = 0; /* set by dispatch before the Result is filled */
   return r;
 }
@@ -220,6 +316,7 @@ static ResultObject *request_deliver(request_t *req, PyObject **token) {
   req->token = req->pyresult = NULL;
   Py_CLEAR(*(PyObject **)&req->endpoint);
   result_fill(r, req);
+  if (req->stream != NULL) req->stream->reader = r;
   return r;
 }
 
@@ -639,16 +736,47 @@ static int status_is_success(long status) {
  * Nothing here needs memory to reach a waiter: the Results were made at submit. A success that cannot join the
  * batch (no memory for the list of endpoints to flush) goes unbatched, reported by its waiter as a failure is.
  */
+/*
+ * Wakes the readers of streams that have data or have ended. A reader that let go of its stream, or stopped
+ * waiting, is not there to wake; its wake-up still counts as delivered (see EngineHandle.pending).
+ */
+static size_t stream_dispatch(stream_t *s) {
+  size_t n = 0;
+  for (stream_t *next; s != NULL; s = next, n++) {
+    ResultObject *r;
+    next = s->next_wake;
+    pthread_mutex_lock(&s->lock);
+    s->wake_queued = 0;
+    pthread_mutex_unlock(&s->lock);
+    r = s->reader;
+    if (r != NULL && r->waiter != NULL) {
+      PyObject *waiter = r->waiter, *ret;
+      r->waiter = NULL;
+      ret = PyObject_CallMethod(waiter, "switch", "O", Py_None);
+      if (ret == NULL)
+        PyErr_WriteUnraisable(waiter);
+      else
+        Py_DECREF(ret);
+      Py_DECREF(waiter);
+    }
+    stream_unref(s); /* the wake-up's */
+  }
+  return n;
+}
+
 static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
   module_state_t *st = PyType_GetModuleState(cls);
   request_t *req, *next, *head;
+  stream_t *wakes;
   PyObject *dirty = self->dirty;
   size_t n = 0;
 
   if (engine_check(self) < 0) return NULL;
   head = engine_drain(self->engine);
-  if (head == NULL) return PyLong_FromLong(0);
+  /* Taken now: a waiter resumed below may stop the engine. */
+  wakes = engine_drain_wakes(self->engine);
+  if (head == NULL) return PyLong_FromSize_t(stream_dispatch(wakes));
 
   /* Pass 1: statistics. */
   for (req = head; req; req = req->next) {
@@ -698,6 +826,7 @@ static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject
     Py_DECREF(r);
     Py_DECREF(token);
   }
+  n += stream_dispatch(wakes);
   return PyLong_FromSize_t(n);
 }
 
@@ -728,6 +857,19 @@ static PyObject *engine_py_stop(EngineObject *self, PyTypeObject *cls, PyObject 
     Py_DECREF(r);
     Py_DECREF(token);
   }
+  /* Readers of streams the stop ended: their waiters are resumed from the hub too, with None. */
+  for (stream_t *st = engine_drain_wakes(e), *next; st != NULL; st = next) {
+    ResultObject *r = st->reader;
+    PyObject *pair = NULL;
+    next = st->next_wake;
+    if (r != NULL && r->waiter != NULL) {
+      if (out != NULL && ((pair = PyTuple_Pack(2, r->waiter, Py_None)) == NULL || PyList_Append(out, pair) < 0))
+        Py_CLEAR(out);
+      Py_XDECREF(pair);
+      Py_CLEAR(r->waiter);
+    }
+    stream_unref(st);
+  }
   engine_destroy(e);
   free(e);
   return out;
@@ -737,11 +879,12 @@ static PyObject *engine_py_counters(EngineObject *self, PyObject *unused) {
   engine_counters_t c;
   if (engine_check(self) < 0) return NULL;
   engine_counters(self->engine, &c);
-  return Py_BuildValue("{sKsKsKsKsKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
+  return Py_BuildValue("{sKsKsKsKsKsKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
                        (unsigned long long)c.completed, "in_flight", (unsigned long long)(c.submitted - c.completed),
                        "clients", (unsigned long long)c.clients, "socket_events", (unsigned long long)c.socket_events,
                        "set_aside", (unsigned long long)c.set_aside, "resumed", (unsigned long long)c.resumed,
-                       "decode_pauses", (unsigned long long)c.decode_pauses);
+                       "decode_pauses", (unsigned long long)c.decode_pauses, "stream_pauses",
+                       (unsigned long long)c.stream_pauses);
 }
 
 static PyObject *engine_get_running(EngineObject *self, void *closure) {
@@ -1215,6 +1358,16 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
   req->token = Py_NewRef(token);
   req->endpoint = endpoint_obj == Py_None ? NULL : Py_NewRef(endpoint_obj);
   req->pyresult = result;
+  if (LC_UNLIKELY(flags & REQ_STREAM)) {
+    if ((req->stream = stream_create(req->id)) == NULL) {
+      Py_DECREF(token);
+      Py_XDECREF((PyObject *)req->endpoint);
+      Py_DECREF(result);
+      free(req);
+      return PyErr_NoMemory();
+    }
+    result->client = Py_NewRef(self);
+  }
   req->cmd.kind = CMD_SUBMIT;
   req->cmd.client = self->client;
   req->cmd.req = req;
@@ -1222,6 +1375,7 @@ static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_
     Py_DECREF(token);
     Py_XDECREF((PyObject *)req->endpoint);
     Py_DECREF(result);
+    stream_unref(req->stream);
     free(req);
     return lc_raise(rc, "cannot submit the request");
   }
@@ -1389,6 +1543,7 @@ static int module_exec(PyObject *m) {
       PyModule_AddIntConstant(m, "BATCH_STATS", REQ_BATCH_STATS) < 0 ||
       PyModule_AddIntConstant(m, "HIST_COUNTS", HIST_COUNTS) < 0 ||
       PyModule_AddIntConstant(m, "IDEMPOTENT", REQ_IDEMPOTENT) < 0 ||
+      PyModule_AddIntConstant(m, "STREAM", REQ_STREAM) < 0 ||
       PyModule_AddIntConstant(m, "CANCELLED", REQ_ERR_CANCELLED) < 0 ||
       PyModule_AddIntConstant(m, "HEAD_CUT", REQ_ERR_HEAD_CUT) < 0 ||
       PyModule_AddIntConstant(m, "BODY_TOO_LARGE", REQ_ERR_BODY_TOO_LARGE) < 0 ||

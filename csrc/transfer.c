@@ -13,6 +13,8 @@
 #include <strings.h>
 #include <time.h>
 
+static void xfer_stream_end(xfer_t *x, int result, const char *message);
+
 /* ---- clients ----------------------------------------------------------------------------------------- */
 
 /* The option strings a client keeps, in the order client_create copies them. */
@@ -222,6 +224,8 @@ static void client_recycle(client_t *c, xfer_t *x) {
   client_unlink_active(c, x);
   if (c->nactive == 0) c->idle_since = uv_now(&e->loop);
   if (LC_UNLIKELY(x->paused)) engine_unpause(e, x); /* cancelled while paused: it leaves the list */
+  assert(x->stream == NULL);
+  x->reader_paused = 0;
   x->req = NULL;
   x->client = NULL;
   curl_easy_setopt(x->easy, CURLOPT_SHARE, NULL);
@@ -240,6 +244,12 @@ void client_cancel(client_t *c, uint64_t id) {
   request_t *req, *prev = NULL;
   xfer_t *x;
   for (x = c->active; x; x = x->next) {
+    if (x->stream != NULL && x->stream->id == id) { /* a stream its reader let go of */
+      curl_multi_remove_handle(c->engine->multi, x->easy);
+      xfer_stream_end(x, REQ_ERR_CANCELLED, "request cancelled");
+      client_run_next(c);
+      return;
+    }
     if (x->req && x->req->id == id) {
       curl_multi_remove_handle(c->engine->multi, x->easy);
       req = x->req;
@@ -276,6 +286,10 @@ void client_close(client_t *c) {
     xfer_t *x = c->active;
     req = x->req;
     curl_multi_remove_handle(e->multi, x->easy);
+    if (req == NULL) {
+      xfer_stream_end(x, REQ_ERR_CANCELLED, "request cancelled: user stopped");
+      continue;
+    }
     client_recycle(c, x);
     client_fail(c, req, REQ_ERR_CANCELLED, "request cancelled: user stopped");
   }
@@ -352,13 +366,136 @@ static int xfer_body_refused(xfer_t *x) {
   return 1;
 }
 
+/* ---- streamed bodies -------------------------------------------------------------------------------- */
+
+/* The response whose header block just ended is the one the user gets: libcurl will not follow it elsewhere. */
+static int xfer_is_final(xfer_t *x) {
+  int status = x->status;
+  if (status < 200) return 0;
+  return !((x->req->flags & REQ_FOLLOW_REDIRECTS) && status >= 300 && status < 400 && status != 304 &&
+           x->has_location);
+}
+
+/*
+ * stream=True: the request is delivered now, at the end of its headers, with the response time until here (as
+ * FastHttpUser and HttpUser report a streamed request), and the transfer goes on with its stream only.
+ */
+static void xfer_stream_begin(xfer_t *x) {
+  request_t *req = x->req;
+  engine_t *e = x->engine;
+  struct timespec now;
+  long redirects = 0;
+  assert(req->stream != NULL && x->stream == NULL);
+  clock_gettime(CLOCK_REALTIME, &now);
+  req->done_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+  req->status = x->status;
+  req->total_us = (int64_t)((uv_hrtime() - x->start_ns) / 1000);
+  curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
+  req->redirects = redirects;
+  if (redirects > 0) {
+    char *url = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+    if (url) req->effective_url = strdup(url);
+  }
+  req->result = CURLE_OK;
+  x->stream = req->stream;
+  stream_ref(x->stream); /* the transfer's */
+  x->req = NULL;         /* Python owns the request from here on */
+  engine_complete(e, req);
+}
+
+/*
+ * The body of a stream: into its buffer, decoded, until the buffer holds STREAM_HIGH_WATER unread bytes. Then the
+ * transfer pauses until the reader has taken enough (client_resume_stream); libcurl hands the same chunk over
+ * again then, and what was taken of it already is skipped, as for the decode budget.
+ */
+static size_t xfer_stream_write(xfer_t *x, const char *data, size_t len) {
+  stream_t *s = x->stream;
+  engine_t *e = x->engine;
+  size_t skip = x->decode_skip, used = 0, unread, room, budget, before;
+  int rc = 0, wake, for_reader = 0;
+  assert(skip <= len);
+  pthread_mutex_lock(&s->lock);
+  before = s->data.len;
+  unread = s->data.len - s->start;
+  room = unread < STREAM_HIGH_WATER ? STREAM_HIGH_WATER - unread : 0;
+  budget = room;
+  if (x->decoder.coding != CODING_NONE) {
+    size_t left = e->decoded < ENGINE_DECODE_BUDGET ? ENGINE_DECODE_BUDGET - e->decoded : 0;
+    if (left < budget) budget = left;
+  }
+  if (budget > 0) {
+    if (x->decoder.coding == CODING_NONE) {
+      used = len - skip < room ? len - skip : room;
+      rc = buf_append(&s->data, data + skip, used) == 0 ? 0 : REQ_ERR_NO_MEMORY;
+    } else {
+      rc = decode_write(&x->decoder, data + skip, len - skip, &s->data, 0, budget, &used);
+      e->decoded += s->data.len - before;
+    }
+  }
+  for_reader = s->data.len - s->start >= STREAM_HIGH_WATER;
+  if (rc == 0 && (skip + used < len || decode_pending(&x->decoder)) && for_reader) s->reader_paused = 1;
+  wake = stream_should_wake(s);
+  pthread_mutex_unlock(&s->lock);
+  if (wake) engine_wake(e, s);
+  if (rc != 0) {
+    x->decode_skip = 0;
+    return xfer_fail_capture(x, rc);
+  }
+  if (skip + used < len || decode_pending(&x->decoder)) { /* the rest later: when the reader or the loop says */
+    x->decode_skip = skip + used;
+    if (for_reader) {
+      x->reader_paused = 1;
+      __atomic_add_fetch(&e->counters.stream_pauses, 1, __ATOMIC_RELAXED);
+    } else
+      engine_pause(e, x);
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  x->decode_skip = 0;
+  return len;
+}
+
+/* A stream's transfer ended (result is a CURLcode or REQ_ERR_*): its reader learns it after the last byte. */
+static void xfer_stream_end(xfer_t *x, int result, const char *message) {
+  stream_t *s = x->stream;
+  int wake;
+  pthread_mutex_lock(&s->lock);
+  s->done = 1;
+  s->result = result;
+  if (result != CURLE_OK) s->error = strdup(message && message[0] ? message : curl_easy_strerror(result));
+  wake = stream_should_wake(s);
+  pthread_mutex_unlock(&s->lock);
+  if (wake) engine_wake(x->engine, s);
+  x->stream = NULL;
+  stream_unref(s); /* the transfer's */
+  client_recycle(x->client, x);
+}
+
+/* The reader has taken enough of a paused stream's buffer: the transfer goes on. */
+void client_resume_stream(client_t *c, uint64_t id) {
+  for (xfer_t *x = c->active; x; x = x->next) {
+    if (x->stream == NULL || x->stream->id != id) continue;
+    if (x->reader_paused) {
+      CURLcode rc;
+      x->reader_paused = 0;
+      x->last_io = uv_now(&c->engine->loop); /* the wait was the reader's, not the server's */
+      rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
+      /* As in engine_resume_cb: a chunk that fails as it is handed over again fails the transfer here. */
+      if (LC_UNLIKELY(rc != CURLE_OK || x->fault != 0)) xfer_finish(x, rc != CURLE_OK ? rc : CURLE_WRITE_ERROR);
+    }
+    return;
+  }
+}
+
 static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
   xfer_t *x = userp;
-  buf_t *head = &x->req->head;
+  buf_t *head;
   size_t len = size * n;
-  int rc = 0;
+  int rc = 0, deliver = 0;
   if (LC_UNLIKELY(x->fault != 0)) return 0;
   x->last_io = uv_now(&x->engine->loop);
+  if (LC_UNLIKELY(x->req == NULL)) return len; /* a stream's trailer: its request was delivered */
+  head = &x->req->head;
   /*
    * A status line starts a new response (after a redirect or a 100 Continue): keep only the last one. In the
    * middle of a header block it is a malformed header line, kept as it is.
@@ -372,6 +509,7 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
     }
     head->len = 0;
     x->head_done = 0;
+    x->has_location = 0;
     x->content_length = -1;
     x->status = xfer_status_of(data, len);
     decode_end(&x->decoder);
@@ -379,7 +517,12 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
     return len; /* a trailer, after a chunked or HTTP/2 body: its fields do not describe the body */
   } else if ((len == 2 && data[0] == '\r' && data[1] == '\n') || (len == 1 && data[0] == '\n')) {
     x->head_done = 1; /* the empty line: what follows is the body (or the next response, after a 1xx) */
-    if (xfer_body_refused(x)) rc = REQ_ERR_BODY_TOO_LARGE;
+    if (LC_UNLIKELY(x->req->flags & REQ_STREAM))
+      deliver = xfer_is_final(x); /* a stream's reader reads as the body comes: no limit on its size */
+    else if (xfer_body_refused(x))
+      rc = REQ_ERR_BODY_TOO_LARGE;
+  } else if ((data[0] | 0x20) == 'l' && len > 9 && strncasecmp(data, "location:", 9) == 0) {
+    x->has_location = 1;
   } else if ((data[0] | 0x20) == 'c' && len > 15) {
     if (strncasecmp(data, "content-length:", 15) == 0 && xfer_check_length(x, data + 15, len - 15) != 0)
       rc = REQ_ERR_BAD_LENGTH;
@@ -390,6 +533,7 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
   if (LC_UNLIKELY(rc != 0)) return xfer_fail_capture(x, rc);
   if (LC_UNLIKELY(head->len + len > ENGINE_MAX_HEAD_BYTES)) return xfer_fail_capture(x, REQ_ERR_HEAD_TOO_LARGE);
   if (LC_UNLIKELY(buf_append(head, data, len) != 0)) return xfer_fail_capture(x, REQ_ERR_NO_MEMORY);
+  if (LC_UNLIKELY(deliver)) xfer_stream_begin(x);
   return len;
 }
 
@@ -400,10 +544,11 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
 static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
   xfer_t *x = userp;
   engine_t *e = x->engine;
-  size_t len = size * n, skip = x->decode_skip, used, before = x->req->content.len;
+  size_t len = size * n, skip = x->decode_skip, used, before;
   size_t max = (size_t)x->client->opts.max_response_bytes;
   int rc;
   x->last_io = uv_now(&e->loop);
+  if (LC_UNLIKELY(x->stream != NULL)) return x->fault == 0 ? xfer_stream_write(x, data, len) : 0;
   if (LC_LIKELY(x->decoder.coding == CODING_NONE)) {
     rc = decode_write(&x->decoder, data, len, &x->req->content, max, SIZE_MAX, &used);
     return LC_LIKELY(rc == 0) ? len : xfer_fail_capture(x, rc);
@@ -415,6 +560,7 @@ static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
    */
   if (LC_UNLIKELY(x->fault != 0)) return 0;
   assert(skip <= len);
+  before = x->req->content.len;
   if (e->decoded >= ENGINE_DECODE_BUDGET) goto pause;
   rc = decode_write(&x->decoder, data + skip, len - skip, &x->req->content, max, ENGINE_DECODE_BUDGET - e->decoded,
                     &used);
@@ -551,6 +697,8 @@ int xfer_start(xfer_t *x, request_t *req) {
   xfer_configure(x, x->client);
   XFER_SET(x, CURLOPT_SHARE, x->client->share);
   x->connected = 0;
+  x->reader_paused = 0;
+  if (LC_UNLIKELY(req->flags & REQ_STREAM)) x->start_ns = uv_hrtime();
   x->read_timeout_ms = req->read_timeout_ms ? req->read_timeout_ms : x->client->opts.read_timeout_ms;
   if (x->read_timeout_ms) engine_watch_reads(e, x->read_timeout_ms);
   if (LC_UNLIKELY(req->connect_timeout_ms)) {
@@ -666,7 +814,7 @@ static int xfer_outcome(xfer_t *x, CURLcode code) {
     return CURLE_OK;
   }
   /* libcurl keeps one header line in a buffer of CURL_MAX_HTTP_HEADER and fails with "out of memory" past it. */
-  if (code == CURLE_OUT_OF_MEMORY && req->head.len > 0 && !x->head_done) {
+  if (code == CURLE_OUT_OF_MEMORY && !x->head_done && req != NULL && req->head.len > 0) {
     snprintf(x->errbuf, sizeof(x->errbuf), "a response header line longer than %d KB (a status line, header or "
              "redirect target)", CURL_MAX_HTTP_HEADER / 1024);
     return REQ_ERR_HEAD_TOO_LARGE;
@@ -684,6 +832,12 @@ void xfer_finish(xfer_t *x, CURLcode code) {
   long redirects = 0;
 
   curl_multi_remove_handle(c->engine->multi, h);
+  if (LC_UNLIKELY(req == NULL)) { /* a stream, delivered at its headers: its reader learns how it ended */
+    int result = xfer_outcome(x, code);
+    xfer_stream_end(x, result, x->errbuf[0] ? x->errbuf : NULL);
+    client_run_next(c);
+    return;
+  }
   /*
    * A set-aside connection the server closed just as it was handed back fails like a reused one: send it
    * again on a new connection, as libcurl does for its own reused connections.

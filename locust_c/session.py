@@ -35,7 +35,7 @@ from urllib3.filepost import encode_multipart_formdata
 
 from . import __version__, _engine
 from . import engine as _engines
-from .exceptions import BadStatusCode, error_for
+from .exceptions import BadStatusCode, ResponseTooLarge, error_for
 from .stats import RequestReporter
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ _FLAGS_BY_METHOD = {"GET": _engine.GET | _IDEMPOTENT, "HEAD": _engine.HEAD | _ID
                     "PUT": _IDEMPOTENT, "DELETE": _IDEMPOTENT, "OPTIONS": _IDEMPOTENT, "TRACE": _IDEMPOTENT}
 _FOLLOW = _engine.FOLLOW_REDIRECTS
 _BATCH = _engine.BATCH_STATS
+_STREAM = _engine.STREAM
 
 
 def _basic_auth(username: str | bytes, password: str | bytes) -> str:
@@ -331,6 +332,76 @@ class FastCRequest:
         return f"<FastCRequest {self.method} {self.url}>"
 
 
+def _decoded(chunk: bytes) -> bytes | str:
+    """iter_content's decode_content, as FastHttpUser's: text when the chunk is UTF-8, bytes when it is not."""
+    try:
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return chunk
+
+
+class FastCStream:
+    """``response.stream`` of a ``stream=True`` request: the body, read as the engine receives it.
+
+    The engine keeps at most a few hundred KiB of it unread: a reader that lags pauses the transfer (the server
+    waits on TCP), and reading resumes it. A fault after the headers (a reset, a read timeout) is raised by the
+    read that reaches it, as a socket error is by FastHttpUser's stream.
+    """
+
+    def __init__(self, result: Any, handle: _engines.EngineHandle, max_bytes: int) -> None:
+        self._result = result
+        self._handle = handle
+        self._max_bytes = max_bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, amt: int = -1) -> bytes:
+        """What has arrived (at most ``amt`` bytes, all of it for -1), waiting for something if nothing has;
+        b"" at the end of the body."""
+        result = self._result
+        while True:
+            chunk = result.stream_read(amt if amt is not None else -1)
+            if chunk:
+                return chunk
+            end = result.stream_end()
+            if end is not None:
+                if end[0]:
+                    raise error_for(end[0], 0, end[1])
+                return b""
+            self._wait()
+
+    def read(self, amt: int | None = None) -> bytes:
+        """``amt`` bytes, or fewer at the end; the whole rest of the body for None (``max_response_bytes`` at
+        most)."""
+        parts: list[bytes] = []
+        got = 0
+        while amt is None or amt < 0 or got < amt:
+            chunk = self.read1(-1 if amt is None or amt < 0 else amt - got)
+            if not chunk:
+                break
+            got += len(chunk)
+            if (amt is None or amt < 0) and self._max_bytes and got > self._max_bytes:
+                raise ResponseTooLarge(f"response body larger than max_response_bytes ({self._max_bytes} bytes)")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _wait(self) -> None:
+        waiter = Waiter()
+        if not self._result.stream_wait(waiter):
+            return
+        handle = self._handle
+        if not handle.pending:  # the hub must wait for this wake-up (see EngineHandle)
+            handle.watcher.ref = True
+        handle.pending += 1
+        try:
+            waiter.get()
+        except BaseException:
+            if not self._result.stream_unwait():  # no wake-up will come to count this wait off
+                handle.pending -= 1
+            raise
+
+
 class FastCResponse:
     """A response, API-compatible with FastHttpUser's ``FastResponse``.
 
@@ -344,6 +415,11 @@ class FastCResponse:
     _headers: CaseInsensitiveDict | None = None
     _reason: str | None = None
     _request: FastCRequest | None = None
+    # stream=True: the engine that delivers the body, and the body once read whole.
+    _handle: _engines.EngineHandle | None = None
+    _stream: FastCStream | None = None
+    _streamed_content: bytes | None = None
+    _max_bytes = 0
 
     def __init__(self, result: Any, method: str, url: str, lines: tuple[str, ...] | None, body: bytes | None,
                  error: BaseException | None) -> None:
@@ -359,10 +435,23 @@ class FastCResponse:
 
     @property
     def content(self) -> bytes | None:
-        """The body as bytes, None when no response arrived."""
+        """The body as bytes, None when no response arrived. With ``stream=True`` it is read to its end first."""
         if self.status_code == 0:
             return None
+        if self._handle is not None:
+            if self._streamed_content is None:
+                self._streamed_content = self.stream.read()
+            return self._streamed_content
         return self._result.content
+
+    @property
+    def stream(self) -> FastCStream:
+        """The body as a file-like object (``read()``), read as it arrives: what ``stream=True`` is for."""
+        if self._stream is None:
+            if self._handle is None or self.status_code == 0:
+                raise LocustError("response.stream needs a response to a request made with stream=True")
+            self._stream = FastCStream(self._result, self._handle, self._max_bytes)
+        return self._stream
 
     @property
     def text(self) -> str | None:
@@ -383,11 +472,18 @@ class FastCResponse:
         """The body parsed as JSON."""
         return _json.loads(self.text)  # type: ignore[arg-type]
 
-    def iter_content(self, chunk_size: int = 1024, decode_content: bool = True) -> Iterator[bytes | str]:
-        """The body in chunks, as ``requests.Response.iter_content`` yields it."""
+    def iter_content(self, chunk_size: int | None = 1024, decode_content: bool = True) -> Iterator[bytes | str]:
+        """The body in chunks, as ``requests.Response.iter_content`` yields it; with ``stream=True`` each chunk as
+        soon as it has arrived (at most ``chunk_size`` bytes, any size for None)."""
+        if self._handle is not None and self._streamed_content is None and self.status_code:
+            stream = self.stream
+            while chunk := stream.read1(chunk_size or -1):
+                yield _decoded(chunk) if decode_content else chunk
+            return
         content = self.content or b""
-        for i in range(0, len(content), chunk_size):
-            chunk: bytes | str = content[i : i + chunk_size]
+        size = chunk_size or len(content) or 1
+        for i in range(0, len(content), size):
+            chunk: bytes | str = content[i : i + size]
             if decode_content:
                 try:
                     chunk = chunk.decode("utf-8")  # type: ignore[union-attr]
@@ -397,6 +493,11 @@ class FastCResponse:
 
     @property
     def _content_length(self) -> int:
+        if self._handle is not None:  # streamed: what the headers announce, as FastHttpUser and HttpUser count it
+            try:
+                return int(self.headers.get("content-length") or 0)
+            except ValueError:
+                return 0
         return self._result.content_length if self._result is not None else 0
 
     # ---- head ------------------------------------------------------------------------------------------
@@ -810,10 +911,12 @@ class FastCSession:
         flags = _FLAGS_BY_METHOD.get(method, 0)
         if allow_redirects:
             flags |= _FOLLOW
+        if stream:
+            flags |= _STREAM
         stats_name = name or self.request_name or url
         reporter = self._reporter
         endpoint = reporter.endpoint(method, stats_name)
-        if endpoint is not None and not catch_response and reporter.batchable() and \
+        if endpoint is not None and not catch_response and not stream and reporter.batchable() and \
                 self.valid_response_codes is VALID_RESPONSE_CODES:
             flags |= _BATCH
         start_time = time.time()
@@ -842,6 +945,9 @@ class FastCSession:
             if result.status not in self.valid_response_codes:
                 error = BadStatusCode(full_url, result.status, stats_name)
             response = FastCResponse(result, method, full_url, lines, shown, error)
+            if stream:
+                response._handle = handle
+                response._max_bytes = self._options["max_response_bytes"]
 
         if catch_response:
             meta = reporter.meta(method, stats_name, result, response, error, start_time, full_url, context)

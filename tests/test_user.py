@@ -38,9 +38,8 @@ def test_a_user_without_host_stops_the_test():
         hostless(Environment(user_classes=[hostless]))
 
 
-def test_ssl_context_factory_is_refused(testserver):
-    from locust.exception import LocustError
-
+def test_ssl_context_factory_must_make_an_ssl_context(testserver):
     custom = type("Custom", (Probe,), {"host": testserver.url, "ssl_context_factory": object, "abstract": False})
-    with pytest.raises(LocustError, match="ssl_context_factory"):
-        custom(Environment(user_classes=[custom]))
+    user = custom(Environment(user_classes=[custom]))
+    with pytest.raises(TypeError, match="ssl_context_factory must return an ssl.SSLContext"):
+        user.client.get("/")  # called as FastHttpUser calls it: when the first connection is due

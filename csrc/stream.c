@@ -1,0 +1,97 @@
+/*
+ * A streamed response body (stream=True): the buffer between the engine thread, which writes what arrives, and
+ * the Python reader, which takes it as it wants.
+ *
+ * The buffer holds at most about STREAM_HIGH_WATER unread bytes: past that the engine pauses the transfer in
+ * libcurl (the server then waits on TCP's window), and the reader, taking the buffer below STREAM_LOW_WATER,
+ * asks the engine to resume it. A reader with nothing to take waits; the engine wakes it, through the same queue
+ * and eventfd as finished requests, when data or the end arrives. Everything shared is under the stream's lock;
+ * the engine never waits for the reader and the reader never waits for the engine while it holds the lock.
+ */
+#include "locust_c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+stream_t *stream_create(uint64_t id) {
+  stream_t *s = calloc(1, sizeof(*s));
+  if (s == NULL) return NULL;
+  if (pthread_mutex_init(&s->lock, NULL) != 0) {
+    free(s);
+    return NULL;
+  }
+  s->refs = 1;
+  s->id = id;
+  return s;
+}
+
+void stream_ref(stream_t *s) { __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED); }
+
+void stream_unref(stream_t *s) {
+  if (s == NULL || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+  buf_free(&s->data);
+  free(s->error);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+/*
+ * Reader: copies up to max unread bytes (all of them when max is SIZE_MAX) into out, which the caller has made
+ * large enough for stream_available's count. Returns how many, and sets *resume when the engine paused the
+ * transfer and the buffer is now low enough for it to go on: the caller then sends CMD_RESUME.
+ */
+size_t stream_take(stream_t *s, char *out, size_t max, int *resume) {
+  size_t n;
+  pthread_mutex_lock(&s->lock);
+  n = s->data.len - s->start;
+  if (n > max) n = max;
+  memcpy(out, s->data.data + s->start, n);
+  s->start += n;
+  if (s->start == s->data.len) {
+    s->start = s->data.len = 0;
+  } else if (s->start > s->data.cap / 2) { /* keep the buffer from creeping forward through memory */
+    memmove(s->data.data, s->data.data + s->start, s->data.len - s->start);
+    s->data.len -= s->start;
+    s->start = 0;
+  }
+  *resume = s->reader_paused && s->data.len - s->start < STREAM_LOW_WATER;
+  if (*resume) s->reader_paused = 0;
+  pthread_mutex_unlock(&s->lock);
+  return n;
+}
+
+size_t stream_available(stream_t *s) {
+  size_t n;
+  pthread_mutex_lock(&s->lock);
+  n = s->data.len - s->start;
+  pthread_mutex_unlock(&s->lock);
+  return n;
+}
+
+/* Reader: 1 when it must wait (nothing to take, not ended): the engine will wake it. 0 when it need not. */
+int stream_arm(stream_t *s) {
+  int wait;
+  pthread_mutex_lock(&s->lock);
+  wait = s->data.len == s->start && !s->done;
+  s->waiting = wait;
+  pthread_mutex_unlock(&s->lock);
+  return wait;
+}
+
+/* Reader: it stops waiting (it was interrupted). Returns 1 when a wake-up is on its way all the same. */
+int stream_disarm(stream_t *s) {
+  int queued;
+  pthread_mutex_lock(&s->lock);
+  s->waiting = 0;
+  queued = s->wake_queued;
+  pthread_mutex_unlock(&s->lock);
+  return queued;
+}
+
+/* Engine, with the lock held: the reader waits and now has something: it is to be woken (see engine_wake). */
+int stream_should_wake(stream_t *s) {
+  if (!s->waiting || (s->data.len == s->start && !s->done)) return 0;
+  s->waiting = 0;
+  s->wake_queued = 1;
+  return 1;
+}
