@@ -136,6 +136,7 @@ enum {
   REQ_BATCH_STATS = 1 << 4, /* a success goes into Locust's stats in the batch, not through events.request */
   REQ_IDEMPOTENT = 1 << 5,  /* the method may be sent twice (RFC 9110 9.2.2): a retry may follow a send */
   REQ_STREAM = 1 << 6,      /* stream=True: delivered at the end of its headers, the body read from a stream_t */
+  REQ_COOKIES = 1 << 7,     /* not HTTP: the body's lines change the user's cookie jar, the content is the jar */
 };
 
 /*

@@ -1544,6 +1544,7 @@ static int module_exec(PyObject *m) {
       PyModule_AddIntConstant(m, "HIST_COUNTS", HIST_COUNTS) < 0 ||
       PyModule_AddIntConstant(m, "IDEMPOTENT", REQ_IDEMPOTENT) < 0 ||
       PyModule_AddIntConstant(m, "STREAM", REQ_STREAM) < 0 ||
+      PyModule_AddIntConstant(m, "COOKIES", REQ_COOKIES) < 0 ||
       PyModule_AddIntConstant(m, "CANCELLED", REQ_ERR_CANCELLED) < 0 ||
       PyModule_AddIntConstant(m, "HEAD_CUT", REQ_ERR_HEAD_CUT) < 0 ||
       PyModule_AddIntConstant(m, "BODY_TOO_LARGE", REQ_ERR_BODY_TOO_LARGE) < 0 ||

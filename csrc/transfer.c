@@ -175,6 +175,45 @@ static void client_start(client_t *c, request_t *req) {
   if ((rc = xfer_start(x, req)) != 0) xfer_finish(x, (CURLcode)rc);
 }
 
+/*
+ * client.cookies from Python: a request that is not sent. Each line of its body goes to libcurl's jar as
+ * CURLOPT_COOKIELIST takes it ("ALL" empties the jar, a Netscape cookie-file line adds or replaces a cookie), and
+ * its content is then the whole jar, one Netscape line per cookie, so that Python sees what the server set.
+ */
+static void client_cookies(client_t *c, request_t *req) {
+  struct curl_slist *jar = NULL;
+  const char *p = req->body, *end = req->body ? req->body + req->body_len : NULL;
+  char line[8192];
+  int rc = 0;
+  if (engine_util_handle(c->engine) == NULL) {
+    client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory reading the cookie jar");
+    return;
+  }
+  curl_easy_setopt(c->engine->util, CURLOPT_SHARE, c->share);
+  while (p != NULL && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = (size_t)((nl ? nl : end) - p);
+    if (n > 0 && n < sizeof(line)) {
+      memcpy(line, p, n);
+      line[n] = '\0';
+      if (curl_easy_setopt(c->engine->util, CURLOPT_COOKIELIST, line) != CURLE_OK) rc = CURLE_OUT_OF_MEMORY;
+    }
+    p += n + 1;
+  }
+  if (rc == 0 && curl_easy_getinfo(c->engine->util, CURLINFO_COOKIELIST, &jar) != CURLE_OK) rc = CURLE_OUT_OF_MEMORY;
+  curl_easy_setopt(c->engine->util, CURLOPT_SHARE, NULL);
+  for (struct curl_slist *l = jar; rc == 0 && l != NULL; l = l->next)
+    if (buf_append(&req->content, l->data, strlen(l->data)) != 0 || buf_append(&req->content, "\n", 1) != 0)
+      rc = CURLE_OUT_OF_MEMORY;
+  curl_slist_free_all(jar);
+  if (rc != 0) {
+    client_fail(c, req, rc, "out of memory changing the cookie jar");
+    return;
+  }
+  req->result = CURLE_OK;
+  engine_complete(c->engine, req);
+}
+
 void client_submit(client_t *c, request_t *req) {
   if (LC_UNLIKELY(!c->registered) && client_register(c) != 0) {
     client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a client");
@@ -182,6 +221,10 @@ void client_submit(client_t *c, request_t *req) {
   }
   if (LC_UNLIKELY(c->share == NULL) && client_share_open(c) != 0) { /* it was set aside */
     client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a client");
+    return;
+  }
+  if (LC_UNLIKELY(req->flags & REQ_COOKIES)) {
+    client_cookies(c, req);
     return;
   }
   if (c->nactive < c->opts.max_connections) {

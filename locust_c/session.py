@@ -18,7 +18,7 @@ from base64 import b64encode
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from http.cookiejar import CookieJar
+from http.cookiejar import Cookie, CookieJar
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urljoin, urlparse, urlunparse
@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlencode, urljoin, urlparse, urlunparse
 from gevent._waiter import Waiter
 from locust.exception import CatchResponseError, LocustError, ResponseError
 from requests.auth import HTTPBasicAuth
-from requests.cookies import RequestsCookieJar
+from requests.cookies import RequestsCookieJar, cookiejar_from_dict, create_cookie
 from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from locust.event import EventHook
     from locust.user import User
 
-__all__ = ["FastCSession", "FastCResponse", "FastCRequest", "ResponseContextManager"]
+__all__ = ["FastCSession", "FastCResponse", "FastCRequest", "FastCCookieJar", "FastCStream", "ResponseContextManager"]
 
 _ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
 _ANY_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -55,6 +55,7 @@ _FLAGS_BY_METHOD = {"GET": _engine.GET | _IDEMPOTENT, "HEAD": _engine.HEAD | _ID
 _FOLLOW = _engine.FOLLOW_REDIRECTS
 _BATCH = _engine.BATCH_STATS
 _STREAM = _engine.STREAM
+_COOKIES = _engine.COOKIES
 
 
 def _basic_auth(username: str | bytes, password: str | bytes) -> str:
@@ -185,6 +186,58 @@ def _multipart(files: Any, data: Any) -> tuple[bytes, str]:
         field.make_multipart(content_type=content_type)
         fields.append(field)
     return encode_multipart_formdata(fields)
+
+
+def _cookie_from_line(line: str) -> Cookie | None:
+    """A cookie of the engine's jar, from libcurl's Netscape cookie-file line."""
+    fields = line.split("\t")
+    if len(fields) != 7:
+        return None
+    domain, _, path, secure, expires, name, value = fields
+    rest = {}
+    if domain.startswith("#HttpOnly_"):
+        domain = domain[len("#HttpOnly_"):]
+        rest["HttpOnly"] = None
+    return create_cookie(name, value, domain=domain, path=path, secure=secure == "TRUE",
+                         expires=int(expires) if expires.isdigit() and int(expires) else None, rest=rest)
+
+
+def _cookie_line(cookie: Cookie, host: str) -> str:
+    """A cookie as a Netscape cookie-file line for libcurl's jar; a cookie without a domain is the host's."""
+    fields = (cookie.name, cookie.value or "", cookie.domain, cookie.path)
+    if any(ch in field for field in fields for ch in "\t\r\n\0"):
+        raise ValueError(f"cookie {cookie.name!r}: tabs, CR, LF and NUL cannot be sent in a cookie")
+    domain = cookie.domain or host
+    prefix = "#HttpOnly_" if cookie.has_nonstandard_attr("HttpOnly") else ""
+    return "\t".join((prefix + domain, "TRUE" if domain.startswith(".") else "FALSE", cookie.path or "/",
+                      "TRUE" if cookie.secure else "FALSE", str(int(cookie.expires or 0)), cookie.name,
+                      cookie.value or ""))
+
+
+class FastCCookieJar(RequestsCookieJar):
+    """``client.cookies``: the user's cookie jar as requests' ``RequestsCookieJar``.
+
+    The jar itself lives in the engine, where libcurl keeps it per user. This is a copy of it taken when
+    ``client.cookies`` was read; setting, deleting or clearing a cookie here changes the engine's jar too, so the
+    next request sends it. Read ``client.cookies`` again to see what later responses set.
+    """
+
+    _session: FastCSession | None = None
+
+    def set_cookie(self, cookie: Cookie, *args: Any, **kwargs: Any) -> None:
+        super().set_cookie(cookie, *args, **kwargs)
+        if self._session is not None:
+            self._session._cookie_op([_cookie_line(cookie, self._session._host)])
+
+    def clear(self, domain: str | None = None, path: str | None = None, name: str | None = None) -> None:
+        super().clear(domain, path, name)
+        if self._session is not None:  # libcurl removes no single cookie: the jar is set to what is left
+            self._session._cookie_op(["ALL", *(_cookie_line(c, self._session._host) for c in self)])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_session", None)  # a pickled copy is a plain jar
+        return state
 
 
 def _cookie_value(cookies: Any) -> str | None:
@@ -805,6 +858,51 @@ class FastCSession:
             self._lines = tuple(_header_lines(headers))
             self._lines_version = headers.version
         return self._lines
+
+    # ---- cookies ---------------------------------------------------------------------------------------
+
+    @property
+    def _host(self) -> str:
+        return urlparse(self.base_url).hostname or "localhost"
+
+    def _cookie_op(self, lines: list[str]) -> list[str]:
+        """Changes the engine's jar by ``lines`` (CURLOPT_COOKIELIST's: "ALL", Netscape lines) and returns the
+        jar's lines after the change. Waits for the engine as a request does; nothing is sent to the server."""
+        client = self._client
+        if client is None or not self._handle.valid:
+            client = self._connect("http://localhost/")
+        waiter = Waiter()
+        body = "\n".join(lines).encode("utf-8") if lines else None
+        client.submit(waiter, "GET", "http://localhost/", None, body, _COOKIES, None)
+        handle = self._handle
+        if not handle.pending:
+            handle.watcher.ref = True
+        handle.pending += 1
+        result = waiter.get()
+        if result.result:
+            raise error_for(result.result, 0, result.error)
+        return result.content.decode("utf-8", "replace").splitlines()
+
+    @property
+    def cookies(self) -> FastCCookieJar:
+        """The user's cookies, as requests' ``Session.cookies``: what the server set, and what you set here (see
+        :class:`FastCCookieJar`). Assign a jar or a dict to replace them all."""
+        jar = FastCCookieJar()
+        for line in self._cookie_op([]):
+            cookie = _cookie_from_line(line)
+            if cookie is not None:
+                jar.set_cookie(cookie)
+        jar._session = self
+        return jar
+
+    @cookies.setter
+    def cookies(self, cookies: CookieJar | dict[str, str]) -> None:
+        jar = cookiejar_from_dict(cookies) if isinstance(cookies, dict) else cookies
+        if not isinstance(jar, CookieJar):
+            raise TypeError(f"cookies must be a CookieJar or a dict, not {type(cookies).__name__}")
+        self._cookie_op(["ALL", *(_cookie_line(c, self._host) for c in jar)])
+
+    cookiejar = cookies  # FastHttpSession's name for it
 
     # ---- life cycle ------------------------------------------------------------------------------------
 

@@ -223,3 +223,43 @@ def test_network_timeout_bounds_each_wait_not_the_whole_request():
             assert isinstance(r.error, TimeoutError) and 500 <= rec.last["response_time"] < 900
         finally:
             s.close()
+
+
+def test_client_cookies_show_what_the_server_set_and_send_what_python_sets(testserver):
+    """HttpUser's client.cookies (requests' RequestsCookieJar) over the jar the engine keeps for the user."""
+    import requests.cookies
+
+    user, _ = local_user(testserver.url)
+    client = user.client
+    try:
+        client.get("/cookies/set?session_id=abc&theme=light")
+        jar = client.cookies
+        assert isinstance(jar, requests.cookies.RequestsCookieJar)
+        assert jar.get("session_id") == "abc" and jar.get_dict() == {"session_id": "abc", "theme": "light"}
+        assert client.cookiejar.get("theme") == "light"  # FastHttpSession's name for the same jar
+        client.cookies.set("theme", "dark")  # replaces the server's cookie of the same name, domain and path
+        client.cookies.set("tenant", "acme", domain="127.0.0.1", path="/")
+        assert client.get("/cookies").json() == {"session_id": "abc", "theme": "dark", "tenant": "acme"}
+        del client.cookies["session_id"]
+        assert client.get("/cookies").json() == {"theme": "dark", "tenant": "acme"}
+        client.cookies = {"only": "1"}  # requests-style replacement of the whole jar
+        assert client.get("/cookies").json() == {"only": "1"}
+        client.cookies.clear()
+        assert client.get("/cookies").json() == {} and len(client.cookies) == 0
+        with pytest.raises(ValueError, match="CR, LF"):
+            client.cookies.set("bad", "a\nb")
+    finally:
+        client.close()
+
+
+def test_cookies_set_from_python_survive_an_idle_user_being_set_aside(testserver):
+    user, _ = local_user(testserver.url)
+    client = user.client
+    try:
+        client.get("/cookies/set?sid=1")
+        client.cookies.set("extra", "2", domain="127.0.0.1")
+        client._client.set_aside()
+        assert client.cookies.get_dict() == {"sid": "1", "extra": "2"}
+        assert client.get("/cookies").json() == {"sid": "1", "extra": "2"}
+    finally:
+        client.close()
