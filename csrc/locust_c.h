@@ -296,6 +296,7 @@ typedef struct {
   long tls_max;           /* CURL_SSLVERSION_MAX_*, 0 for libcurl's */
   int verify_host;        /* with verification on: also check the name (0 when the SSLContext says not to) */
   void *ssl_ctx;          /* the OpenSSL SSL_CTX of ssl_context_factory's context (tls.c), referenced, or NULL */
+  int cookies;            /* keep a cookie jar; 0 for a client_pool shared by users whose jars are their own */
 } client_options_t;
 
 struct client_s {

@@ -90,7 +90,7 @@ static int client_share_open(client_t *c) {
   c->share = curl_share_init();
   if (c->share == NULL) return -ENOMEM;
   curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-  curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+  if (c->opts.cookies) curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
   /* TLS sessions too, when the user has an https host: a pooled easy handle must not let a new user resume
    * another user's session, so the cache is the user's own (or, see xfer_configure, there is none). */
   if (c->opts.tls_sessions) curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
@@ -759,6 +759,11 @@ int xfer_start(xfer_t *x, request_t *req) {
       XFER_SET(x, CURLOPT_SSLKEY, req->key);
     }
     x->client_serial = 0;
+  }
+  if (LC_UNLIKELY(!x->client->opts.cookies)) {
+    /* A shared pool keeps no cookies: its users' jars are their own (in Python), sent as req->cookie. A pooled
+     * handle may still hold a jar of its own from an earlier transfer: empty it, so nothing passes between users. */
+    XFER_SET(x, CURLOPT_COOKIELIST, "ALL");
   }
   if (LC_UNLIKELY(req->cookie != NULL || x->cookie_set)) {
     XFER_SET(x, CURLOPT_COOKIE, req->cookie);

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["FastCUser", "FastCSession", "FastCResponse", "FastCRequest", "ResponseContextManager", "__version__"]
+__all__ = ["FastCUser", "FastCSession", "FastCResponse", "FastCRequest", "ResponseContextManager", "ClientPool",
+           "__version__"]
 
 _LAZY = {
     "FastCUser": "user",
@@ -22,10 +23,11 @@ _LAZY = {
     "FastCResponse": "session",
     "FastCRequest": "session",
     "ResponseContextManager": "session",
+    "ClientPool": "session",
 }
 
 if TYPE_CHECKING:
-    from .session import FastCRequest, FastCResponse, FastCSession, ResponseContextManager
+    from .session import ClientPool, FastCRequest, FastCResponse, FastCSession, ResponseContextManager
     from .user import FastCUser
 
 

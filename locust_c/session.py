@@ -8,12 +8,13 @@ in the engine thread, from the start of the transfer to its last byte.
 
 from __future__ import annotations
 
+import email.message
 import functools
 import json as _json
 import os
 import re
-import ssl
 import time
+import weakref
 from base64 import b64encode
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -24,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urljoin, urlparse, urlunparse
 
 from gevent._waiter import Waiter
-from locust.exception import CatchResponseError, LocustError, ResponseError
+from locust.exception import CatchResponseError, LocustError, ResponseError  # first: it patches ssl for gevent
+from requests import Request
 from requests.auth import HTTPBasicAuth
-from requests.cookies import RequestsCookieJar, cookiejar_from_dict, create_cookie
+from requests.cookies import MockRequest, MockResponse, RequestsCookieJar, cookiejar_from_dict, create_cookie
 from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
     from locust.event import EventHook
     from locust.user import User
 
-__all__ = ["FastCSession", "FastCResponse", "FastCRequest", "FastCCookieJar", "FastCStream", "ResponseContextManager"]
+__all__ = ["ClientPool", "FastCSession", "FastCResponse", "FastCRequest", "FastCCookieJar", "FastCStream",
+           "ResponseContextManager"]
 
 _ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
 _ANY_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -288,6 +291,8 @@ def _context_options(factory: Any) -> dict[str, Any]:
     when the first connection is due, so an inconsistent context raises Python's own error there). Its certificate
     check and host name check become libcurl's; its client certificate, trusted CAs, versions, ciphers and option
     bits are copied to each new connection (csrc/tls.c). What cannot be carried over is refused by name."""
+    import ssl  # here, not at the top: this module is imported before Locust patches ssl for gevent (the pytest plugin)
+
     context = factory()
     if not isinstance(context, ssl.SSLContext):
         raise TypeError(f"ssl_context_factory must return an ssl.SSLContext, not {type(context).__name__}")
@@ -730,6 +735,40 @@ class ResponseContextManager(FastCResponse):
             raise self._manual_result
 
 
+class ClientPool:
+    """Connections shared by the users of several classes, as FastHttpUser's ``client_pool``: set
+    ``client_pool = ClientPool(concurrency=N)`` on each class whose users share them. At most ``concurrency``
+    requests of all those users are in flight at once, on as many connections. Each user keeps its own cookies.
+    geventhttpclient's ``HTTPClientPool`` (what FastHttpUser locustfiles pass) is taken the same way.
+    """
+
+    def __init__(self, concurrency: int = 10) -> None:
+        _check_options(concurrency=concurrency)
+        self.client_args = {"concurrency": concurrency}
+
+
+# The engine client of each pool in use, with the engine it runs on: made by the pool's first user to connect.
+_pool_clients: weakref.WeakKeyDictionary[Any, tuple[_engines.EngineHandle, Any]] = weakref.WeakKeyDictionary()
+
+
+def _jar_header(jar: CookieJar, url: str) -> str | None:
+    """The Cookie header a pooled user's own jar gives for ``url`` (http.cookiejar's rules, as requests applies)."""
+    request = MockRequest(Request("GET", url))
+    jar.add_cookie_header(request)
+    return request.get_new_headers().get("Cookie")
+
+
+def _jar_extract(jar: CookieJar, url: str, heads: bytes) -> None:
+    """Keeps in a pooled user's jar the cookies the Set-Cookie headers of ``heads`` (header blocks) set."""
+    message = email.message.Message()
+    for line in heads.decode("latin1").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() == "set-cookie":
+            message["Set-Cookie"] = value.strip()
+    if message.get_all("Set-Cookie"):
+        jar.extract_cookies(MockResponse(message), MockRequest(Request("GET", url)))
+
+
 class FastCSession:
     """An HTTP client for one user, API-compatible with ``FastHttpSession``, whose requests run in C.
 
@@ -821,6 +860,9 @@ class FastCSession:
         }
         self._options["cert"], self._options["key"] = _cert_files(client_cert)
         self.ssl_context_factory = ssl_context_factory
+        # A shared pool keeps no cookies in the engine: each of its users has a jar here (see ClientPool).
+        self._pool = client_pool
+        self._jar: RequestsCookieJar | None = RequestsCookieJar() if client_pool is not None else None
         self._client: Any = None
         self._handle: _engines.EngineHandle | None = None
         self._closed = False
@@ -887,6 +929,8 @@ class FastCSession:
     def cookies(self) -> FastCCookieJar:
         """The user's cookies, as requests' ``Session.cookies``: what the server set, and what you set here (see
         :class:`FastCCookieJar`). Assign a jar or a dict to replace them all."""
+        if self._jar is not None:
+            return self._jar  # type: ignore[return-value]  (a pooled user's jar is here, a plain one)
         jar = FastCCookieJar()
         for line in self._cookie_op([]):
             cookie = _cookie_from_line(line)
@@ -900,6 +944,10 @@ class FastCSession:
         jar = cookiejar_from_dict(cookies) if isinstance(cookies, dict) else cookies
         if not isinstance(jar, CookieJar):
             raise TypeError(f"cookies must be a CookieJar or a dict, not {type(cookies).__name__}")
+        if self._jar is not None:
+            self._jar = RequestsCookieJar()
+            self._jar.update(jar)
+            return
         self._cookie_op(["ALL", *(_cookie_line(c, self._host) for c in jar)])
 
     cookiejar = cookies  # FastHttpSession's name for it
@@ -914,15 +962,32 @@ class FastCSession:
         options = self._options
         if self.ssl_context_factory is not None:
             options = {**options, **_context_options(self.ssl_context_factory)}
+        if self._pool is not None:
+            return self._connect_pool(options)
         self._handle = _engines.acquire()
         self._client = _engine.Client(self._handle.engine, **options)
+        return self._client
+
+    def _connect_pool(self, options: dict[str, Any]) -> Any:
+        """The pool's engine client, made with this user's options if it is the first to connect."""
+        pool = self._pool
+        entry = _pool_clients.get(pool)
+        if entry is None or not entry[0].valid or entry[1].closed:
+            concurrency = getattr(pool, "client_args", {}).get("concurrency", options["max_connections"])
+            _check_options(concurrency=concurrency)
+            handle = _engines.acquire()
+            entry = (handle, _engine.Client(handle.engine, **{**options, "max_connections": concurrency,
+                                                               "cookies": False}))
+            _pool_clients[pool] = entry
+        self._handle, self._client = entry
         return self._client
 
     def close(self) -> None:
         """Close this user's connections; requests still in flight are cancelled."""
         self._closed = True
         if self._client is not None:
-            self._client.close()
+            if self._pool is None:  # a pool's connections are its other users' too: they close with the pool
+                self._client.close()
             self._client = None
 
     @contextmanager
@@ -1003,8 +1068,12 @@ class FastCSession:
             lines = self._lines if self._headers.version == self._lines_version else self._session_lines()
             body = shown = None
         extras = None
-        if cookies is not None or timeout is not None or verify is not None or cert is not None:
+        if cookies is not None or timeout is not None or verify is not None or cert is not None or self._jar:
             extras = _extras(cookies, timeout, verify, cert)  # what most requests do not have costs them nothing
+            if self._jar:  # a pooled user: its own cookies, from its jar
+                own = _jar_header(self._jar, full_url)
+                if own:
+                    extras = (f"{own}; {extras[0]}" if extras[0] else own, *extras[1:])
 
         flags = _FLAGS_BY_METHOD.get(method, 0)
         if allow_redirects:
@@ -1034,6 +1103,8 @@ class FastCSession:
             client.cancel(request_id)
             raise
 
+        if self._jar is not None and result.status:
+            _jar_extract(self._jar, full_url, result.redirects_head + result.head)
         if result.result:
             # No complete response: status 0, as FastHttpUser reports it.
             error: BaseException | None = error_for(result.result, result.os_errno, result.error)

@@ -62,7 +62,8 @@ class FastCUser(User, RestMixin):
     """Use HTTP/2 with multiplexing: ALPN over https, prior knowledge over http."""
 
     client_pool: Any = None
-    """Accepted for compatibility with FastHttpUser; connection pools are per user in locust-c."""
+    """Connections shared with the users of other classes that name the same pool (a :class:`ClientPool` or
+    geventhttpclient's ``HTTPClientPool``), as FastHttpUser shares them; each user keeps its own cookies."""
 
     ssl_context_factory: Any = None
     """A function returning an ``ssl.SSLContext``, as FastHttpUser takes it: its certificate and host name checks,
@@ -95,6 +96,7 @@ class FastCUser(User, RestMixin):
             max_response_bytes=self.max_response_bytes,
             request_timeout=self.request_timeout,
             client_cert=self.client_cert,
+            client_pool=self.client_pool,
             ssl_context_factory=self.ssl_context_factory,
         )
         # A user about to wait at least LOCUST_C_IDLE_SECONDS is set aside as its wait begins, rather than once

@@ -106,3 +106,26 @@ def test_request_body_is_what_the_locustfile_passed(testserver):
         assert s.get("/echo").request.body is None
     finally:
         s.close()
+
+
+def test_a_client_pool_shares_connections_between_users_but_not_cookies(testserver):
+    """FastHttpUser's client_pool: users of several classes share its connections; their cookies stay their own."""
+    from geventhttpclient.client import HTTPClientPool
+
+    from locust_c import ClientPool
+
+    for pool in (ClientPool(concurrency=1), HTTPClientPool(concurrency=1)):
+        a, _ = local_user(testserver.url, client_pool=pool)
+        b, _ = local_user(testserver.url, client_pool=pool)
+        try:
+            a.client.get("/cookies/set?who=a")
+            ids = {user.client.get("/echo").json()["connection_id"] for user in (a, b, b, a)}
+            assert len(ids) == 1  # one connection carried both users' requests
+            assert a.client.get("/cookies").json() == {"who": "a"} and b.client.get("/cookies").json() == {}
+            assert a.client.cookies.get("who") == "a" and "who" not in b.client.cookies
+            b.client.cookies.set("who", "b", domain="127.0.0.1")
+            assert b.client.get("/cookies").json() == {"who": "b"} and a.client.get("/cookies").json() == {"who": "a"}
+            a.client.close()  # a user that stops leaves the pool's connections to the others
+            assert b.client.get("/echo").json()["connection_id"] in ids
+        finally:
+            b.client.close()
