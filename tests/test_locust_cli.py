@@ -225,3 +225,20 @@ def test_a_pytest_style_locustfile_runs_on_the_c_engine_through_csession(testser
                                    "--host", testserver.url], capture_output=True, text=True, timeout=60,
                                   cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert under_pytest.returncode == 0, under_pytest.stdout[-3000:]
+
+
+def test_an_httpuser_locustfile_runs_with_only_its_import_changed(testserver, tmp_path):
+    """client.headers in on_start, a login cookie read with response.cookies, a multipart upload, requests'
+    HTTPError caught: an HttpUser locustfile under `locust --headless`, every check passing."""
+    prefix = tmp_path / "run"
+    proc = locust("-f", str(LOCUSTFILES / "httpuser_style.py"), "--headless", "-u", "4", "-r", "4", "-t", "3s",
+                  "--host", testserver.url, "--csv", str(prefix))
+    rows = stats_rows(prefix)
+    for name in ("GET /login", "GET /cart", "POST /upload", "GET /whoami"):
+        assert int(rows[name]["Request Count"]) > 0 and int(rows[name]["Failure Count"]) == 0, (name, rows[name])
+    # The deliberate 503s are the only failures, in one row of the failures table whatever their URL.
+    assert int(rows["GET /flaky"]["Failure Count"]) == int(rows["GET /flaky"]["Request Count"]) > 0
+    with open(f"{prefix}_failures.csv") as f:
+        failures = list(csv.DictReader(f))
+    assert [(row["Name"], row["Error"]) for row in failures] == [("/flaky", "BadStatusCode(code=503)")]
+    assert proc.returncode == 1  # Locust's exit code for a run with failures
