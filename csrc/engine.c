@@ -50,6 +50,7 @@ void buf_free(buf_t *b) {
 
 void request_free(request_t *req) {
   if (req == NULL) return;
+  if (LC_UNLIKELY(req->stream != NULL) && stream_orphan(req->stream, req)) return; /* see stream_orphan */
   buf_free(&req->head);
   buf_free(&req->redirects_head);
   buf_free(&req->content);
@@ -742,14 +743,17 @@ static void engine_wakeup_cb(uv_async_t *async) {
       break;
     case CMD_CLOSE_CLIENT:
       client_close(cmd->client);
-      client_unref(cmd->client); /* the command's reference */
       break;
     case CMD_STOP:
       stop = 1;
       break;
     }
-    /* A submit command lives inside its request, the stop command in the engine; the others were allocated. */
-    if (cmd->kind != CMD_SUBMIT && cmd->kind != CMD_STOP) free(cmd);
+    /* A submit command lives inside its request, the stop command in the engine; the others were allocated, and
+     * hold a reference to their client: it may have been closed and released by Python since they were sent. */
+    if (cmd->kind != CMD_SUBMIT && cmd->kind != CMD_STOP) {
+      client_unref(cmd->client);
+      free(cmd);
+    }
   }
   if (stop) engine_shutdown(e);
 }
@@ -861,9 +865,16 @@ void engine_destroy(engine_t *e) {
       request_free(cmd->req);
       continue;
     }
-    if (cmd->kind == CMD_CLOSE_CLIENT) client_unref(cmd->client);
-    if (cmd->kind != CMD_STOP) free(cmd);
+    if (cmd->kind != CMD_STOP) {
+      client_unref(cmd->client); /* every command about a client holds a reference to it */
+      free(cmd);
+    }
   }
+  for (stream_t *st = e->woken_head, *snext; st; st = snext) { /* wake-ups nobody took */
+    snext = st->next_wake;
+    stream_unref(st);
+  }
+  e->woken_head = e->woken_tail = NULL;
   e->done_head = e->done_tail = NULL;
   e->cmd_head = e->cmd_tail = NULL;
   if (e->multi) {

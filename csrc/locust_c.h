@@ -10,9 +10,11 @@
  *
  * Ownership. A request_t is allocated by the Python side, owned by the engine thread from submission until
  * it is pushed on the completion queue, and owned by the Python side again after engine_drain. A client_t
- * (one simulated user: its keep-alive connections and its cookie jar) is allocated by the Python side and
- * freed by the engine thread when it processes the client's close command, which is the last command the
- * Python side sends about it.
+ * (one simulated user: its keep-alive connections and its cookie jar) is reference-counted: the Python object, the
+ * engine's registration and every queued command about it (a stream's reader may send one after its user closed)
+ * each hold one. A request with stream=True goes to Python at the end of its headers while its transfer runs on;
+ * the stream_t between them (stream.c) is reference-counted too, and a request Python lets go of while its
+ * transfer may still read it is freed by the engine (stream_orphan).
  */
 #ifndef LOCUST_C_H
 #define LOCUST_C_H
@@ -252,6 +254,8 @@ struct stream_s {
   int wake_queued;      /* a wake-up is on its way to the reader */
   stream_t *next_wake;  /* engine thread: its list of wake-ups to publish */
   void *reader;         /* opaque: the Python Result that reads it; set and cleared under the GIL, never in C */
+  int running;          /* its transfer runs: libcurl may still read the request's header list and body */
+  request_t *orphan;    /* the request Python let go of while it ran: freed by the engine when it ends */
 };
 
 stream_t *stream_create(uint64_t id);
@@ -262,6 +266,7 @@ size_t stream_available(stream_t *s);
 int stream_arm(stream_t *s);
 int stream_disarm(stream_t *s);
 int stream_should_wake(stream_t *s);
+int stream_orphan(stream_t *s, request_t *req);
 
 /* ---- clients (one per simulated user) ---------------------------------------------------------------- */
 

@@ -112,8 +112,10 @@ static void result_dealloc(ResultObject *self) {
     pthread_mutex_lock(&stream->lock);
     done = stream->done;
     pthread_mutex_unlock(&stream->lock);
-    /* Nobody will read the rest: the transfer stops and its connection closes, as when a stream is closed. */
-    if (!done && client_obj_send((ClientObject *)self->client, CMD_CANCEL, stream->id) != 0) PyErr_Clear();
+    /* Nobody will read the rest: the transfer stops and its connection closes, as when a stream is closed. A
+     * request that failed before its headers never had a transfer on its stream; a closed client has none. */
+    if (!done && self->req->result == CURLE_OK && !((ClientObject *)self->client)->closed)
+      client_obj_send((ClientObject *)self->client, CMD_CANCEL, stream->id);
   }
   Py_XDECREF(self->client);
   Py_XDECREF(self->waiter);
@@ -190,19 +192,24 @@ static PyObject *result_stream_read(ResultObject *self, PyObject *arg) {
   n = stream_take(s, into, want, &resume);
   assert(n == want);
   if (resume && client_obj_send((ClientObject *)self->client, CMD_RESUME, s->id) != 0) {
-    Py_DECREF(out);
-    return PyErr_NoMemory();
+    pthread_mutex_lock(&s->lock);
+    s->reader_paused = 1; /* the engine still has it paused: the next read asks again */
+    pthread_mutex_unlock(&s->lock);
   }
   return out;
 }
 
-/* stream_wait(waiter) -> bool: True when nothing is there to read: waiter.switch() comes with data or the end. */
+/*
+ * stream_wait(waiter) -> 0 when there is something to read; else waiter.switch() comes with data or the end, and
+ * it is 1 when a new wake-up will come for it, 2 when the one an interrupted wait left on its way serves it.
+ */
 static PyObject *result_stream_wait(ResultObject *self, PyObject *waiter) {
   stream_t *s = result_stream(self);
+  int armed;
   if (s == NULL) return NULL;
-  if (!stream_arm(s)) Py_RETURN_FALSE;
+  if ((armed = stream_arm(s)) == 0) return PyLong_FromLong(0);
   Py_XSETREF(self->waiter, Py_NewRef(waiter));
-  Py_RETURN_TRUE;
+  return PyLong_FromLong(armed);
 }
 
 /* stream_unwait() -> bool: the waiter stops waiting; True when its wake-up is on its way all the same. */
@@ -233,7 +240,8 @@ static PyObject *result_stream_end(ResultObject *self, PyObject *unused) {
 static PyMethodDef result_methods[] = {
     {"stream_read", (PyCFunction)result_stream_read, METH_O, "stream_read(n) -> up to n bytes that have arrived."},
     {"stream_wait", (PyCFunction)result_stream_wait, METH_O,
-     "stream_wait(waiter) -> True when the reader must wait: waiter.switch() comes with data or the end."},
+     "stream_wait(waiter) -> 0, or 1/2 when the reader must wait: waiter.switch() comes with data or the end "
+     "(2: by the wake-up an interrupted wait left)."},
     {"stream_unwait", (PyCFunction)result_stream_unwait, METH_NOARGS,
      "stream_unwait() -> True when a wake-up is on its way although the reader no longer waits."},
     {"stream_end", (PyCFunction)result_stream_end, METH_NOARGS,
@@ -747,6 +755,7 @@ static size_t stream_dispatch(stream_t *s) {
     next = s->next_wake;
     pthread_mutex_lock(&s->lock);
     s->wake_queued = 0;
+    s->waiting = 0; /* this wake-up serves whoever waits now */
     pthread_mutex_unlock(&s->lock);
     r = s->reader;
     if (r != NULL && r->waiter != NULL) {
@@ -1049,9 +1058,9 @@ static int client_obj_send(ClientObject *self, cmd_kind_t kind, uint64_t id) {
   cmd->kind = kind;
   cmd->client = self->client;
   cmd->id = id;
-  if (kind == CMD_CLOSE_CLIENT) client_ref(self->client); /* the command's reference, dropped by the engine */
+  client_ref(self->client); /* the command's reference, dropped by the engine once it has run the command */
   if ((rc = engine_send(self->engine->engine, cmd)) != 0) {
-    if (kind == CMD_CLOSE_CLIENT) client_unref(self->client);
+    client_unref(self->client);
     free(cmd);
     return rc == -ESHUTDOWN ? 0 : rc;
   }

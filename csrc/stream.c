@@ -27,6 +27,20 @@ stream_t *stream_create(uint64_t id) {
 
 void stream_ref(stream_t *s) { __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED); }
 
+/*
+ * Python lets go of a stream's request. While the transfer runs, libcurl may still read the request's memory (its
+ * header list and body are in the same allocation): the engine frees it when the transfer ends. Returns 1 when
+ * the engine has taken it over, 0 when the caller frees it.
+ */
+int stream_orphan(stream_t *s, request_t *req) {
+  int taken;
+  pthread_mutex_lock(&s->lock);
+  taken = s->running;
+  if (taken) s->orphan = req;
+  pthread_mutex_unlock(&s->lock);
+  return taken;
+}
+
 void stream_unref(stream_t *s) {
   if (s == NULL || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
   buf_free(&s->data);
@@ -68,12 +82,16 @@ size_t stream_available(stream_t *s) {
   return n;
 }
 
-/* Reader: 1 when it must wait (nothing to take, not ended): the engine will wake it. 0 when it need not. */
+/*
+ * Reader: 0 when it need not wait; 1 when it must (nothing to take, not ended) and the engine will wake it; 2 when
+ * it must and a wake-up is already on its way (one an interrupted wait left), which will serve this wait.
+ */
 int stream_arm(stream_t *s) {
   int wait;
   pthread_mutex_lock(&s->lock);
   wait = s->data.len == s->start && !s->done;
   s->waiting = wait;
+  if (wait && s->wake_queued) wait = 2;
   pthread_mutex_unlock(&s->lock);
   return wait;
 }
@@ -90,7 +108,8 @@ int stream_disarm(stream_t *s) {
 
 /* Engine, with the lock held: the reader waits and now has something: it is to be woken (see engine_wake). */
 int stream_should_wake(stream_t *s) {
-  if (!s->waiting || (s->data.len == s->start && !s->done)) return 0;
+  /* One wake-up at a time: one on its way serves a reader that waits again before it arrives. */
+  if (!s->waiting || s->wake_queued || (s->data.len == s->start && !s->done)) return 0;
   s->waiting = 0;
   s->wake_queued = 1;
   return 1;

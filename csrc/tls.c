@@ -9,6 +9,10 @@
  * Whether to verify at all, and the host name, are libcurl's options, set from the context's verify_mode and
  * check_hostname by the session. This needs Python's ssl module and libcurl to share one OpenSSL library, which
  * locust_c.session checks before it hands a context over.
+ *
+ * The engine thread reads the Python context's SSL_CTX without the GIL, at each new connection. That is safe while
+ * the context is not changed: ssl_context_factory makes a context for the session, which nothing else holds; a
+ * factory that hands out a context it keeps changing is not supported.
  */
 #include "locust_c.h"
 
@@ -43,11 +47,14 @@ static int tls_cipher_names(const SSL_CTX *from, int tls13, char *out, size_t ca
   return (int)len;
 }
 
-/* Copies the settings of the Python context `from` into libcurl's `to`. Returns 0, or -1 with OpenSSL's error. */
-static int tls_copy(SSL_CTX *to, SSL_CTX *from) {
-  X509 *cert = SSL_CTX_get0_certificate(from);
-  EVP_PKEY *key = SSL_CTX_get0_privatekey(from);
-  X509_STORE *store = SSL_CTX_get_cert_store(from);
+/*
+ * Copies the settings of the Python context `from` into libcurl's `to`, but the trusted CAs and the client
+ * certificate when the request brings its own (verify=, cert=). Returns 0, or -1 with OpenSSL's error.
+ */
+static int tls_copy(SSL_CTX *to, SSL_CTX *from, int own_ca, int own_cert) {
+  X509 *cert = own_cert ? NULL : SSL_CTX_get0_certificate(from);
+  EVP_PKEY *key = own_cert ? NULL : SSL_CTX_get0_privatekey(from);
+  X509_STORE *store = own_ca ? NULL : SSL_CTX_get_cert_store(from);
   char names[8192];
   int n;
 
@@ -72,5 +79,5 @@ CURLcode tls_ssl_ctx_cb(CURL *easy, void *to, void *userp) {
   void *from = x->client != NULL ? x->client->opts.ssl_ctx : NULL;
   (void)easy;
   if (from == NULL) return CURLE_OK;
-  return tls_copy(to, from) == 0 ? CURLE_OK : CURLE_SSL_CERTPROBLEM;
+  return tls_copy(to, from, x->req && x->req->ca_file, x->req && x->req->cert) == 0 ? CURLE_OK : CURLE_SSL_CERTPROBLEM;
 }

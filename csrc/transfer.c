@@ -185,6 +185,10 @@ static void client_cookies(client_t *c, request_t *req) {
   const char *p = req->body, *end = req->body ? req->body + req->body_len : NULL;
   char line[8192];
   int rc = 0;
+  if (!c->opts.cookies) { /* a shared pool's users keep their jars in Python; the util handle's is nobody's */
+    client_fail(c, req, CURLE_BAD_FUNCTION_ARGUMENT, "this client keeps no cookie jar");
+    return;
+  }
   if (engine_util_handle(c->engine) == NULL) {
     client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory reading the cookie jar");
     return;
@@ -443,6 +447,7 @@ static void xfer_stream_begin(xfer_t *x) {
   req->result = CURLE_OK;
   x->stream = req->stream;
   stream_ref(x->stream); /* the transfer's */
+  x->stream->running = 1; /* before Python has the request: engine_complete's queue lock publishes it */
   x->req = NULL;         /* Python owns the request from here on */
   engine_complete(e, req);
 }
@@ -501,8 +506,12 @@ static size_t xfer_stream_write(xfer_t *x, const char *data, size_t len) {
 /* A stream's transfer ended (result is a CURLcode or REQ_ERR_*): its reader learns it after the last byte. */
 static void xfer_stream_end(xfer_t *x, int result, const char *message) {
   stream_t *s = x->stream;
+  request_t *orphan;
   int wake;
   pthread_mutex_lock(&s->lock);
+  s->running = 0;
+  orphan = s->orphan;
+  s->orphan = NULL;
   s->done = 1;
   s->result = result;
   if (result != CURLE_OK) s->error = strdup(message && message[0] ? message : curl_easy_strerror(result));
@@ -510,8 +519,25 @@ static void xfer_stream_end(xfer_t *x, int result, const char *message) {
   pthread_mutex_unlock(&s->lock);
   if (wake) engine_wake(x->engine, s);
   x->stream = NULL;
+  client_recycle(x->client, x); /* libcurl lets go of the request's memory here */
+  request_free(orphan);
   stream_unref(s); /* the transfer's */
-  client_recycle(x->client, x);
+}
+
+/*
+ * A stream=True request that ended without being delivered at its headers (it failed, or libcurl did not follow a
+ * redirect it looked like it would): its body, if any, is its stream's whole content, and the stream has ended.
+ */
+static void stream_take_body(request_t *req) {
+  stream_t *s = req->stream;
+  pthread_mutex_lock(&s->lock);
+  buf_free(&s->data);
+  s->data = req->content;
+  memset(&req->content, 0, sizeof(req->content));
+  s->start = 0;
+  s->done = 1;
+  s->result = req->result;
+  pthread_mutex_unlock(&s->lock);
 }
 
 /* The reader has taken enough of a paused stream's buffer: the transfer goes on. */
@@ -565,7 +591,8 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
     else if (xfer_body_refused(x))
       rc = REQ_ERR_BODY_TOO_LARGE;
   } else if ((data[0] | 0x20) == 'l' && len > 9 && strncasecmp(data, "location:", 9) == 0) {
-    x->has_location = 1;
+    for (size_t i = 9; i < len; i++) /* libcurl follows a Location with a value, not an empty one */
+      if (data[i] != ' ' && data[i] != '\t' && data[i] != '\r' && data[i] != '\n') x->has_location = 1;
   } else if ((data[0] | 0x20) == 'c' && len > 15) {
     if (strncasecmp(data, "content-length:", 15) == 0 && xfer_check_length(x, data + 15, len - 15) != 0)
       rc = REQ_ERR_BAD_LENGTH;
@@ -651,7 +678,7 @@ static int xfer_prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_i
  * transfer pays only for noting when data arrived.
  */
 int xfer_read_expired(xfer_t *x, uint64_t now) {
-  if (x->read_timeout_ms == 0 || !x->connected || x->paused) return 0;
+  if (x->read_timeout_ms == 0 || !x->connected || x->paused || x->reader_paused) return 0; /* waits on us */
   if (now - x->last_io < (uint64_t)x->read_timeout_ms) return 0;
   snprintf(x->errbuf, sizeof(x->errbuf), "read timed out: no data from the server for %ld ms", x->read_timeout_ms);
   return 1;
@@ -681,6 +708,8 @@ xfer_t *xfer_create(engine_t *e) {
   XFER_SET(x, CURLOPT_HEADERDATA, x);
   XFER_SET(x, CURLOPT_PREREQFUNCTION, xfer_prereq_cb);
   XFER_SET(x, CURLOPT_PREREQDATA, x);
+  /* A proxy's answer to CONNECT is not the response: without this libcurl hands its headers over as one. */
+  XFER_SET(x, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   XFER_SET(x, CURLOPT_PROTOCOLS_STR, "http,https");
   XFER_SET(x, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   /* The engine decodes bodies itself (decode.c); the session sends Accept-Encoding as one of its headers. */
@@ -935,6 +964,7 @@ void xfer_finish(xfer_t *x, CURLcode code) {
     }
     req->error = strdup(x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
   }
+  if (LC_UNLIKELY(req->stream != NULL)) stream_take_body(req);
   client_recycle(c, x);
   engine_complete(c->engine, req);
   client_run_next(c);

@@ -446,16 +446,19 @@ class FastCStream:
 
     def _wait(self) -> None:
         waiter = Waiter()
-        if not self._result.stream_wait(waiter):
+        armed = self._result.stream_wait(waiter)
+        if not armed:
             return
         handle = self._handle
-        if not handle.pending:  # the hub must wait for this wake-up (see EngineHandle)
-            handle.watcher.ref = True
-        handle.pending += 1
+        counted = armed == 1  # 2: the wake-up an interrupted wait left serves this one, and is counted already
+        if counted:
+            if not handle.pending:  # the hub must wait for this wake-up (see EngineHandle)
+                handle.watcher.ref = True
+            handle.pending += 1
         try:
             waiter.get()
         except BaseException:
-            if not self._result.stream_unwait():  # no wake-up will come to count this wait off
+            if not self._result.stream_unwait() and counted:  # no wake-up will come to count this wait off
                 handle.pending -= 1
             raise
 

@@ -122,3 +122,48 @@ def test_a_stream_waiting_when_its_user_stops_ends_with_the_user():
         s.close()  # cancels what is in flight, the stream's transfer included
         reader.join(timeout=5)
         assert reader.dead and reader.exception is not None
+
+
+def test_a_read_interrupted_by_a_timeout_can_be_taken_up_again():
+    """gevent.Timeout around a read: the wait ends, and the next read gets the data; no wake-up is lost or doubled
+    (the hub's count of what it waits for comes back to zero)."""
+    script = [CHUNKED, *[step for i in range(3) for step in (0.3, chunk(b"%d" % i))], b"0\r\n\r\n", KEEP]
+    with RawServer({"slow": script}) as server:
+        s, _ = session(server.url)
+        try:
+            r = s.get("/slow", stream=True)
+            got = b""
+            for _ in range(40):
+                with gevent.Timeout(0.05, False):
+                    got += r.stream.read1()
+                if got == b"012":
+                    break
+            assert got == b"012" and r.stream.read() == b""
+            gevent.sleep(0.1)
+            assert s._handle.pending == 0
+        finally:
+            s.close()
+
+
+def test_a_reader_that_waits_longer_than_the_read_timeout_is_not_timed_out():
+    """The read timeout counts the server's silence, not the reader's: a paused transfer is the reader's wait."""
+    with RawServer({"endless": [b"HTTP/1.1 200 OK\r\n\r\n", FOREVER(b"w" * 65536)]}) as server:
+        s, _ = session(server.url, network_timeout=0.3)
+        try:
+            r = s.get("/endless", stream=True)
+            assert r.stream.read(10) == b"w" * 10
+            gevent.sleep(1.0)  # the buffer is full, the transfer paused, for three times the read timeout
+            assert len(r.stream.read(2_000_000)) == 2_000_000
+        finally:
+            s.close()
+
+
+def test_a_redirect_libcurl_does_not_follow_is_read_as_a_stream_too():
+    """An empty Location is not followed: the 3xx is the response, and its body is the stream's."""
+    with RawServer({"r": [b"HTTP/1.1 302 Found\r\nLocation: \r\nContent-Length: 5\r\n\r\nhello", KEEP]}) as server:
+        s, _ = session(server.url)
+        try:
+            r = s.get("/r", stream=True)
+            assert r.status_code == 302 and r.content == b"hello"
+        finally:
+            s.close()

@@ -105,8 +105,13 @@ static int send_command(engine_t *e, client_t *c, cmd_kind_t kind, uint64_t id) 
   cmd->kind = kind;
   cmd->client = c;
   cmd->id = id;
-  if (kind == CMD_CLOSE_CLIENT) client_ref(c);
-  return engine_send(e, cmd);
+  client_ref(c); /* every command about a client holds a reference, dropped by the engine (locust_c.h) */
+  if (engine_send(e, cmd) != 0) {
+    client_unref(c);
+    free(cmd);
+    return -1;
+  }
+  return 0;
 }
 
 /* Takes every finished request; returns how many there were, counting successes and cancellations. */
