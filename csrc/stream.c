@@ -59,7 +59,7 @@ size_t stream_take(stream_t *s, char *out, size_t max, int *resume) {
   pthread_mutex_lock(&s->lock);
   n = s->data.len - s->start;
   if (n > max) n = max;
-  memcpy(out, s->data.data + s->start, n);
+  if (n > 0) memcpy(out, s->data.data + s->start, n); /* (before anything arrived there is no buffer) */
   s->start += n;
   if (s->start == s->data.len) {
     s->start = s->data.len = 0;
