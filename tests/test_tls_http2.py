@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
@@ -58,29 +60,30 @@ def _hypercorn(port: int, *extra: str) -> subprocess.Popen:
         cwd=HERE / "servers", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.fixture(scope="module")
-def tls_server(certs):
-    _, cert_file, key_file = certs
+@contextlib.contextmanager
+def _serving(scheme: str, *extra: str) -> Iterator[str]:
+    """hypercorn on a free loopback port while the block runs; yields its URL."""
     port = free_port()
-    proc = _hypercorn(port, "--certfile", str(cert_file), "--keyfile", str(key_file))
+    proc = _hypercorn(port, *extra)
     try:
         _wait_port(port, proc)
-        yield f"https://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def tls_server(certs):
+    _, cert_file, key_file = certs
+    with _serving("https", "--certfile", str(cert_file), "--keyfile", str(key_file)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def h2c_server():
-    port = free_port()
-    proc = _hypercorn(port)
-    try:
-        _wait_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with _serving("http") as url:
+        yield url
 
 
 def test_https_insecure_by_default(tls_server):
@@ -206,15 +209,9 @@ def client_certs(tmp_path_factory, certs):
 @pytest.fixture(scope="module")
 def mtls_server(certs, client_certs):
     _, cert_file, key_file = certs
-    port = free_port()
-    proc = _hypercorn(port, "--certfile", str(cert_file), "--keyfile", str(key_file), "--ca-certs",
-                      str(client_certs[0]), "--verify-mode", "CERT_REQUIRED")
-    try:
-        _wait_port(port, proc)
-        yield f"https://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with _serving("https", "--certfile", str(cert_file), "--keyfile", str(key_file), "--ca-certs",
+                  str(client_certs[0]), "--verify-mode", "CERT_REQUIRED") as url:
+        yield url
 
 
 def test_mutual_tls_with_a_client_certificate(mtls_server, client_certs):
