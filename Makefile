@@ -52,7 +52,7 @@ sanitize: venv
 	$(MAKE) --no-print-directory tsan
 
 # The engine's queues and life cycle under ThreadSanitizer: a C-only stress test (TSan cannot follow greenlets).
-ENGINE_C := csrc/engine.c csrc/transfer.c csrc/decode.c csrc/stats.c csrc/tls.c csrc/stream.c
+ENGINE_C := csrc/loop.c csrc/sockets.c csrc/users.c csrc/curl.c csrc/decode.c csrc/stats.c csrc/tls.c csrc/stream.c
 build/engine_stress: tests/c/engine_stress.c $(ENGINE_C) csrc/locust_c.h | deps
 	mkdir -p build
 	gcc -std=gnu11 -Wall -g -O1 -fsanitize=thread -o $@ tests/c/engine_stress.c $(ENGINE_C) \

@@ -59,7 +59,7 @@ cflags, ldflags = compile_args()
 
 engine = Extension(
     "locust_c._engine",
-    sources=["csrc/module.c", "csrc/engine.c", "csrc/transfer.c", "csrc/decode.c", "csrc/stats.c",
+    sources=["csrc/module.c", "csrc/loop.c", "csrc/sockets.c", "csrc/users.c", "csrc/curl.c", "csrc/decode.c", "csrc/stats.c",
              "csrc/tls.c", "csrc/stream.c"],
     depends=["csrc/locust_c.h"],
     extra_compile_args=cflags + lib_cflags,

@@ -433,8 +433,11 @@ struct sock_s {
   socklen_t peer_len;
 };
 
+void engine_multi_sockets(engine_t *e);
 void engine_socket_callbacks(engine_t *e, xfer_t *x);
 void sock_close(sock_t *s);
+void sock_close_cb(uv_handle_t *handle);
+void engine_socks_free(engine_t *e);
 
 /* ---- engine ------------------------------------------------------------------------------------------ */
 
@@ -511,6 +514,7 @@ void engine_pause(engine_t *e, xfer_t *x);
 void engine_unpause(engine_t *e, xfer_t *x);
 void engine_counters(engine_t *e, engine_counters_t *out);
 void engine_watch_reads(engine_t *e, long read_timeout_ms);
+void engine_check_done(engine_t *e);
 
 client_t *client_create(engine_t *e, const client_options_t *opts);
 void client_ref(client_t *c);
@@ -519,6 +523,8 @@ void client_run_next(client_t *c);
 void client_close(client_t *c);
 void client_cancel(client_t *c, uint64_t id);
 void client_resume_stream(client_t *c, uint64_t id);
+void client_recycle(client_t *c, xfer_t *x);
+void xfer_stream_end(xfer_t *x, int result, const char *message);
 void client_submit(client_t *c, request_t *req);
 int client_set_aside(client_t *c);
 

@@ -1,7 +1,7 @@
 """Connections that never complete are recorded failures: the engine survives every socket libcurl gives up on.
 
 libcurl 7.88 closes a socket that never finished connecting without telling the engine (see sock_alive in
-csrc/engine.c). Each test here crashed the process (libuv's abort on a closed descriptor) before that was handled.
+csrc/sockets.c). Each test here crashed the process (libuv's abort on a closed descriptor) before that was handled.
 """
 
 from __future__ import annotations
