@@ -42,7 +42,9 @@ def find_libraries() -> tuple[list[str], list[str]]:
 
 
 def compile_args() -> tuple[list[str], list[str]]:
-    cflags = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+    # Only PyInit_* leaves the extension (PyMODINIT_FUNC marks it visible): the engine's symbols stay its own.
+    cflags = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers",
+              "-fvisibility=hidden"]
     ldflags: list[str] = []
     if os.environ.get("LOCUST_C_DEBUG") == "1":
         cflags += ["-O0", "-g3", "-UNDEBUG", "-DLOCUST_C_DEBUG=1"]
@@ -59,9 +61,10 @@ cflags, ldflags = compile_args()
 
 engine = Extension(
     "locust_c._engine",
-    sources=["csrc/module.c", "csrc/loop.c", "csrc/sockets.c", "csrc/users.c", "csrc/curl.c", "csrc/decode.c", "csrc/stats.c",
+    sources=["csrc/py_module.c", "csrc/py_engine.c", "csrc/py_client.c", "csrc/py_result.c", "csrc/py_stats.c",
+             "csrc/loop.c", "csrc/sockets.c", "csrc/users.c", "csrc/curl.c", "csrc/decode.c", "csrc/stats.c",
              "csrc/tls.c", "csrc/stream.c"],
-    depends=["csrc/locust_c.h"],
+    depends=["csrc/locust_c.h", "csrc/py_types.h"],
     extra_compile_args=cflags + lib_cflags,
     extra_link_args=ldflags + lib_ldflags,
 )

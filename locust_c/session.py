@@ -50,7 +50,7 @@ __all__ = ["ClientPool", "FastCSession", "FastCResponse", "FastCRequest", "FastC
 _ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
 _ANY_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
-# FastHttpUser's successes (LocustUserAgent.valid_response_codes); the engine batches exactly these (module.c).
+# FastHttpUser's successes (LocustUserAgent.valid_response_codes); the engine batches exactly these (py_engine.c).
 VALID_RESPONSE_CODES = frozenset([200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 301, 302, 303, 304, 307, 308])
 _IDEMPOTENT = _engine.IDEMPOTENT
 _FLAGS_BY_METHOD = {"GET": _engine.GET | _IDEMPOTENT, "HEAD": _engine.HEAD | _IDEMPOTENT, "POST": _engine.POST,

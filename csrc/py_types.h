@@ -1,0 +1,106 @@
+/*
+ * locust_c._engine's private header: the CPython types over the engine, one file each (py_module.c, py_engine.c,
+ * py_client.c, py_result.c, py_stats.c), and what they share. Only these files include Python.h; C errors become
+ * Python exceptions in lc_raise and nowhere else.
+ *
+ *   Engine()            one engine thread; fileno() for the hub, dispatch() to resume finished requests
+ *   Client(engine, ...) one simulated user's connections and cookies; submit/cancel/close
+ *   Result              a finished request; its body is copied into Python only when read
+ *   Histogram, Endpoint exact latency histograms and the Locust stats deltas of one (method, name)
+ */
+#ifndef LOCUST_C_PY_TYPES_H
+#define LOCUST_C_PY_TYPES_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include "locust_c.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The pid of this process, refreshed in a forked child. Each submit checks that its engine belongs to this
+ * process (a forked child inherits the parent's objects but not its threads); getpid() is a real system call
+ * in glibc, so the check reads this copy instead.
+ */
+extern pid_t process_pid;
+
+typedef struct {
+  PyTypeObject *engine_type;
+  PyTypeObject *client_type;
+  PyTypeObject *result_type;
+  PyTypeObject *histogram_type;
+  PyTypeObject *endpoint_type;
+  PyObject *str_switch;
+  PyObject *flush; /* callable(list of dirty Endpoints), set by locust_c.stats */
+} module_state_t;
+
+typedef struct {
+  PyObject_HEAD
+  hist_t *hist;
+} HistogramObject;
+
+/* One (method, name) row of a Locust stats table: exact histograms and the delta not yet folded into Locust. */
+typedef struct {
+  PyObject_HEAD
+  PyObject *method;
+  PyObject *name;
+  PyObject *target;          /* whatever the Python side wants to find the Locust entry by */
+  HistogramObject *hist;     /* every request since the last reset */
+  HistogramObject *unsent;   /* since the last worker report */
+  int dirty;
+  stats_delta_t delta;
+} EndpointObject;
+
+typedef struct {
+  PyObject_HEAD
+  engine_t *engine;
+  pid_t pid;
+  PyObject *dirty; /* dispatch's list of endpoints with a delta to flush, kept between batches */
+} EngineObject;
+
+typedef struct {
+  PyObject_HEAD
+  EngineObject *engine;
+  client_t *client;
+  int closed;
+} ClientObject;
+
+typedef struct {
+  PyObject_HEAD
+  request_t *req;
+  PyObject *content; /* cached bytes */
+  PyObject *head;    /* cached bytes */
+  long status;
+  int result;
+  int os_errno;
+  double response_time; /* ms */
+  long redirects;
+  int recorded; /* already in Locust's stats through the batch */
+  double done_time;
+  PyObject *client; /* stream=True: the Client, to send the stream's resume and cancel commands */
+  PyObject *waiter; /* stream=True: the greenlet's waiter while it waits for the stream */
+} ResultObject;
+
+PyObject *lc_raise(int rc, const char *what);
+
+extern PyType_Spec engine_spec, client_spec, result_spec, histogram_spec, endpoint_spec;
+
+/* py_result.c */
+ResultObject *result_alloc(module_state_t *st);
+ResultObject *request_deliver(request_t *req, PyObject **token);
+
+/* py_stats.c */
+int endpoint_record(EndpointObject *self, request_t *req, int batch);
+
+/* py_engine.c */
+int engine_check(EngineObject *self);
+
+/* py_client.c */
+int client_obj_send(ClientObject *self, cmd_kind_t kind, uint64_t id);
+
+#endif /* LOCUST_C_PY_TYPES_H */
