@@ -3,7 +3,8 @@
 One invocation measures every generator one after the other against the same C test server, pinned to one
 CPU, with the generator pinned to another, so that ratios taken within a run mean something on a busy machine:
 
-1. throughput and efficiency: a small keep-alive GET, requests/s and requests per generator CPU-second;
+1. throughput and efficiency: a small keep-alive GET, requests/s and requests per generator CPU-second, and the
+   same for a realistic task ("checkout": a POST with headers and a JSON body, checked in ``catch_response``);
 2. latency: 200 users on ``/delay/5`` (5 ms of server time), p50/p99 as each generator reports them next to wrk's;
 3. memory: the generator's RSS with 10,000 idle users that each hold a keep-alive connection.
 
@@ -110,6 +111,7 @@ class Settings:
     sections: list[str]
     retries: int
     throughput_kinds: list[GeneratorKind] = field(default_factory=list)
+    checkout_kinds: list[GeneratorKind] = field(default_factory=list)
     latency_kinds: list[GeneratorKind] = field(default_factory=list)
     memory_kinds: list[GeneratorKind] = field(default_factory=list)
 
@@ -141,8 +143,8 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds idle users settle before RSS is read")
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU of the test server (default 0)")
     parser.add_argument("--generator-cpu", type=int, default=1, help="CPU of the load generator (default 1)")
-    parser.add_argument("--sections", default="throughput,latency,memory",
-                        help="comma-separated sections to run (default: throughput,latency,memory)")
+    parser.add_argument("--sections", default="throughput,checkout,latency,memory",
+                        help="comma-separated sections to run (default: throughput,checkout,latency,memory)")
     parser.add_argument("--retries", type=int, default=2,
                         help="times a run is repeated when other work took >15 %% of the generator's or the "
                              "server's CPU (default 2)")
@@ -162,7 +164,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     if min(args.duration, args.latency_duration) < 4:
         parser.error("runs must last at least 4 s (1 s warm-up, 1.5 s end margin)")
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - {"throughput", "latency", "memory"}
+    unknown = set(sections) - {"throughput", "checkout", "latency", "memory"}
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     cpus = os.cpu_count() or 1
@@ -178,6 +180,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         idle_rate=args.idle_rate, settle=args.settle, server_cpu=server_cpu, generator_cpu=generator_cpu,
         out_dir=args.out_dir, work_dir=args.keep_work, sections=sections, retries=max(0, args.retries),
         throughput_kinds=[*wrk, *http, FAST_HTTP_USER, FAST_C_USER],
+        checkout_kinds=[*http, FAST_HTTP_USER, FAST_C_USER],
         latency_kinds=[*wrk, *http, FAST_HTTP_USER, FAST_C_USER],
         memory_kinds=[FAST_HTTP_USER, FAST_C_USER],
     )
@@ -260,7 +263,8 @@ def measure_window(ctx: Context, gen: Generator, ready: float, seconds: int, m: 
     m.window_other_server_cpu = max(0.0, last.server_core_busy - first.server_core_busy - m.window_server_cpu)
 
 
-def busy_run(ctx: Context, section: str, kind: GeneratorKind, users: int, seconds: int, path: str) -> Measurement:
+def busy_run(ctx: Context, section: str, kind: GeneratorKind, users: int, seconds: int, path: str,
+             user_class: str = "Busy") -> Measurement:
     """Run one generator flat out for ``seconds``; returns what it measured (``error`` set when it failed)."""
     m = Measurement(section=section, generator=kind.name, users=users)
     label = f"{section}-{kind.name}"
@@ -270,7 +274,7 @@ def busy_run(ctx: Context, section: str, kind: GeneratorKind, users: int, second
         cmd = wrk_command(ctx, users, seconds, path, latency=section == "latency")
         env = ctx.env
     else:
-        cmd = locust_command(ctx, kind, "Busy", users, users, seconds, json_prefix)
+        cmd = locust_command(ctx, kind, user_class, users, users, seconds, json_prefix)
         env = {**ctx.env, "BENCH_PATH": path}
         if section == "latency" and kind.exact_histograms:
             cmd += ["--results-json", str(latency_file)]
@@ -375,6 +379,8 @@ def run_sections(ctx: Context) -> list[Measurement]:
     s = ctx.settings
     plan: list[tuple[str, list[GeneratorKind], Callable[[GeneratorKind], Measurement]]] = [
         ("throughput", s.throughput_kinds, lambda k: busy_run(ctx, "throughput", k, s.users, s.duration, "/")),
+        ("checkout", s.checkout_kinds,
+         lambda k: busy_run(ctx, "checkout", k, s.users, s.duration, "/echo", user_class="Checkout")),
         ("latency", s.latency_kinds,
          lambda k: busy_run(ctx, "latency", k, s.latency_users, s.latency_duration, s.latency_path)),
         ("memory", s.memory_kinds, lambda k: memory_run(ctx, k)),

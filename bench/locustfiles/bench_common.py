@@ -26,6 +26,21 @@ BENCH_PATH: str = os.environ.get("BENCH_PATH", "/")
 IDLE_WAIT_SECONDS: float = 600.0
 """How long an idle user waits between tasks: longer than any idle run lasts."""
 
+ORDER_HEADERS: dict[str, str] = {"Authorization": "Bearer bench-token", "X-Request-Source": "bench",
+                                 "Accept-Language": "en"}
+"""The checkout task's headers: what a realistic locustfile sends besides the defaults."""
+
+ORDER: dict[str, Any] = {"customer": 4711, "items": [{"sku": "A-1", "qty": 2}, {"sku": "B-7", "qty": 1}],
+                         "coupon": None, "express": True}
+"""The checkout task's JSON body."""
+
+
+def check_order(response: Any) -> None:
+    """The checkout task's validation, as a locustfile does it inside ``catch_response``: the echo must be the
+    POST that was sent."""
+    if response.status_code != 200 or response.json()["method"] != "POST":
+        response.failure(f"unexpected answer {response.status_code}")
+
 
 def percentile(sorted_values: array, fraction: float) -> float:
     """The nearest-rank percentile of already sorted values (0.0 when there are none)."""
