@@ -50,6 +50,7 @@ __all__ = ["ClientPool", "FastCSession", "FastCResponse", "FastCRequest", "FastC
 _ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
 _ANY_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
+_CHARSET_IN_HEAD = re.compile(rb"^content-type:[^\r\n]*?charset=[\"']?([\w.:-]+)", re.IGNORECASE | re.MULTILINE)
 # FastHttpUser's successes (LocustUserAgent.valid_response_codes); the engine batches exactly these (py_engine.c).
 VALID_RESPONSE_CODES = frozenset([200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 301, 302, 303, 304, 307, 308])
 _IDEMPOTENT = _engine.IDEMPOTENT
@@ -522,8 +523,13 @@ class FastCResponse:
             return None
         encoding = self.encoding
         if encoding is None:
-            match = _CHARSET.search(self.headers.get("content-type", ""))
-            encoding = self.encoding = match.group(1) if match else "utf-8"
+            if self._headers is None and self._result is not None:  # no need to parse every header for one
+                found = _CHARSET_IN_HEAD.search(self._result.head)
+                encoding = found.group(1).decode("ascii") if found else "utf-8"
+            else:
+                match = _CHARSET.search(self.headers.get("content-type", ""))
+                encoding = match.group(1) if match else "utf-8"
+            self.encoding = encoding
         try:
             return str(content, encoding, errors="replace")
         except LookupError:
@@ -845,6 +851,7 @@ class FastCSession:
         self._auth: Any = None
         self._lines: tuple[str, ...] = ()
         self._lines_version = -1
+        self._names: frozenset[str] = frozenset()  # the session headers' names, lower-case
         self._options = {
             "connect_timeout": float(connection_timeout),
             "read_timeout": float(network_timeout),
@@ -901,6 +908,7 @@ class FastCSession:
         headers = self._headers
         if headers.version != self._lines_version:
             self._lines = tuple(_header_lines(headers))
+            self._names = frozenset(name.lower() for name in headers)
             self._lines_version = headers.version
         return self._lines
 
@@ -1130,22 +1138,33 @@ class FastCSession:
 
     def _prepare(self, headers: dict | None, auth: Any, data: Any, json: Any,
                  files: Any = None) -> tuple[tuple[str, ...], bytes | None, str | bytes | None]:
-        """Header lines and body for a request with arguments beyond the URL."""
-        merged = dict(self._headers)
+        """Header lines and body for a request with arguments beyond the URL.
+
+        The session's header lines are built once per change of ``client.headers``; a request adds its own after
+        them, and only a request header that replaces a session header (by name, whatever its case) makes the
+        session's lines be built again for it.
+        """
+        base = self._lines if self._headers.version == self._lines_version else self._session_lines()
+        present = set(self._names)
+        merged: dict[str, Any] = {}
         if headers:
             if not isinstance(headers, dict):
                 raise TypeError(f"headers must be a dict, not {type(headers).__name__}")
+            lowered = set()
             for key in headers:
                 if not isinstance(key, str):
                     raise TypeError(f"header names must be str, not {type(key).__name__}: {key!r}")
-            # Header names are case-insensitive: a header given per request replaces a default of any case.
-            lowered = {k.lower() for k in headers}
-            merged = {k: v for k, v in merged.items() if k.lower() not in lowered}
+                lowered.add(key.lower())
+            if not lowered.isdisjoint(present):
+                base = tuple(_header_lines({k: v for k, v in self._headers.items() if k.lower() not in lowered}))
             merged.update(headers)
-        present = {k.lower() for k in merged}
+            present |= lowered
         if auth:
-            merged = {k: v for k, v in merged.items() if k.lower() != "authorization"}
+            if "authorization" in present:
+                base = tuple(line for line in base if line[:14].lower() not in ("authorization:", "authorization;"))
+                merged = {k: v for k, v in merged.items() if k.lower() != "authorization"}
             merged["Authorization"] = _basic_auth(*_auth_pair(auth))
+            present.add("authorization")
         body: bytes | None = None
         shown: str | bytes | None = None  # request.body as FastHttpSession gives it: str for str, form and JSON
         if json is not None and not data:  # FastHttpUser's precedence: an empty data= gives way to json=
@@ -1178,7 +1197,7 @@ class FastCSession:
                 present.add("content-type")
             if "accept" not in present:
                 merged["Accept"] = "application/json"
-        lines = _header_lines(merged)
+        lines = [*base, *_header_lines(merged)]
         if body is not None:
             # libcurl would add a form content type and, for large bodies, "Expect: 100-continue": neither was asked.
             if "content-type" not in present:

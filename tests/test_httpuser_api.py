@@ -157,6 +157,9 @@ def test_auth_as_a_pair_an_httpbasicauth_or_the_sessions(testserver):
         assert s.get("/basic-auth/u/p").status_code == 401
         s.auth = ("u", "p")  # requests' Session.auth
         assert s.get("/basic-auth/u/p").status_code == 200
+        assert s.get("/basic-auth/u/p", auth=("u", "wrong")).status_code == 401  # a request's own replaces it
+        sent = echoed_headers(s.get("/echo", auth=("a", "b")))
+        assert sent["authorization"] == "Basic YTpi"  # one Authorization header, the request's
         s.auth = None
         assert s.get("/basic-auth/u/p").status_code == 401
         with pytest.raises(TypeError, match="HTTPBasicAuth"):
@@ -263,3 +266,22 @@ def test_cookies_set_from_python_survive_an_idle_user_being_set_aside(testserver
         assert client.get("/cookies").json() == {"sid": "1", "extra": "2"}
     finally:
         client.close()
+
+
+def test_text_follows_the_charset_of_content_type_and_encoding_overrides_it():
+    from rawserver import KEEP, RawServer
+
+    scripts = {"latin": [b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=ISO-8859-1\r\n"
+                         b"Content-Length: 4\r\n\r\ncaf\xe9", KEEP],
+               "json": [b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n'
+                        b'{"a": "caf\xc3\xa9"}', KEEP]}
+    with RawServer(scripts) as server:
+        s, _ = session(server.url)
+        try:
+            assert s.get("/latin").text == "café"
+            r = s.get("/latin")
+            r.encoding = "utf-8"  # set before reading, as with requests
+            assert r.text == "caf\ufffd"
+            assert s.get("/json").json() == {"a": "café"}  # no charset: UTF-8
+        finally:
+            s.close()
