@@ -5,10 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBS := libcurl4-openssl-dev libssl-dev libuv1-dev zlib1g-dev libbrotli-dev pkg-config
+DEBS := libcurl4-openssl-dev libssl-dev libuv1-dev clang zlib1g-dev libbrotli-dev pkg-config
 DEMO_PORT ?= 18089
 
-.PHONY: all deps venv build test sanitize tsan demo bench lint clean
+.PHONY: all deps venv build test sanitize tsan fuzz demo bench lint clean
 
 all: build
 
@@ -52,7 +52,7 @@ sanitize: venv
 	$(MAKE) --no-print-directory tsan
 
 # The engine's queues and life cycle under ThreadSanitizer: a C-only stress test (TSan cannot follow greenlets).
-ENGINE_C := csrc/loop.c csrc/sockets.c csrc/users.c csrc/curl.c csrc/decode.c csrc/stats.c csrc/tls.c csrc/stream.c
+ENGINE_C := csrc/loop.c csrc/buf.c csrc/sockets.c csrc/users.c csrc/curl.c csrc/decode.c csrc/stats.c csrc/tls.c csrc/stream.c
 build/engine_stress: tests/c/engine_stress.c $(ENGINE_C) csrc/locust_c.h | deps
 	mkdir -p build
 	gcc -std=gnu11 -Wall -g -O1 -fsanitize=thread -o $@ tests/c/engine_stress.c $(ENGINE_C) \
@@ -72,3 +72,15 @@ bench: build
 
 clean:
 	rm -rf build *.egg-info locust_c/*.so
+
+# The content decoder under libFuzzer with ASan and UBSan (tests/fuzz/fuzz_decode.c); the test suite runs it for a
+# few seconds from a seed corpus it writes, `make fuzz FUZZ_SECONDS=600` longer.
+FUZZ_SECONDS ?= 60
+build/fuzz_decode: tests/fuzz/fuzz_decode.c csrc/decode.c csrc/buf.c csrc/locust_c.h | deps
+	mkdir -p build
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ \
+		tests/fuzz/fuzz_decode.c csrc/decode.c csrc/buf.c $$(pkg-config --cflags --libs libcurl libuv zlib libbrotlidec)
+
+fuzz: build/fuzz_decode
+	mkdir -p build/fuzz-corpus
+	build/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz-corpus

@@ -90,9 +90,10 @@ int decode_write(decoder_t *d, const char *data, size_t len, buf_t *out, size_t 
       d->nheld = 1;
       return 0;
     }
+    /* Only deflate looks at them; a gzip or br body may start with a single byte (a one-byte chunk). */
     first[0] = d->nheld ? d->held : in[0];
-    first[1] = d->nheld ? in[0] : in[1];
-    if ((rc = decode_start(d, first, 2)) != 0) return rc;
+    first[1] = d->nheld ? in[0] : (len > 1 ? in[1] : 0);
+    if ((rc = decode_start(d, first, d->coding == CODING_DEFLATE ? 2 : 0)) != 0) return rc;
     if (d->nheld) { /* the held byte is part of the zlib header or the first block: it yields no output */
       unsigned char held = d->held, none;
       d->nheld = 0;

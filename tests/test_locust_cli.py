@@ -77,9 +77,10 @@ def test_failures_set_the_exit_code(testserver, tmp_path):
         "    @task\n    def boom(self):\n        self.client.get('/status/500')\n"
     )
     prefix = tmp_path / "fail"
-    proc = locust("-f", str(locustfile), "--headless", "-u", "2", "-r", "2", "-t", "2s", "--host", testserver.url,
+    # Long enough that both users run even when this machine is slow to start Locust (2 s once left no request).
+    proc = locust("-f", str(locustfile), "--headless", "-u", "2", "-r", "2", "-t", "4s", "--host", testserver.url,
                   "--csv", str(prefix))
-    assert proc.returncode == 1
+    assert proc.returncode == 1, proc.stderr[-2000:]
     rows = stats_rows(prefix)
     assert int(rows["GET /status/500"]["Failure Count"]) == int(rows["GET /status/500"]["Request Count"]) > 0
     with open(f"{prefix}_failures.csv") as f:
