@@ -88,7 +88,7 @@ def error_row(m: Measurement, width: int) -> list[str]:
     return [m.generator, "failed: see below"] + [""] * (width - 2)
 
 
-# ---- the three sections ----------------------------------------------------------------------------------
+# ---- the sections ---------------------------------------------------------------------------------------
 
 
 def throughput_table(results: Sequence[Measurement], s: Settings, section: str = "throughput") -> Table:
