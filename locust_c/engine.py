@@ -39,6 +39,12 @@ class EngineHandle:
         self.watcher.ref = False
         self.watcher.start(self._ready)
 
+    def expect(self) -> None:
+        """One more delivery is due (a request's answer, a stream's wake-up): the hub waits for it."""
+        if not self.pending:
+            self.watcher.ref = True
+        self.pending += 1
+
     def _ready(self) -> None:
         if self.pid != os.getpid():  # a forked child inherited the watcher: the engine is not ours
             self.watcher.stop()

@@ -341,6 +341,16 @@ def _extras(cookies: Any, timeout: Any, verify: Any, cert: Any) -> tuple[Any, ..
     return (_cookie_value(cookies), connect, read, check, ca_file, *_cert_files(cert))
 
 
+def _set_cookies(head: bytes) -> list[str]:
+    """The values of the Set-Cookie lines in raw header blocks, in order."""
+    values = []
+    for line in head.decode("latin1").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() == "set-cookie":
+            values.append(value.strip())
+    return values
+
+
 def _parse_head(head: bytes) -> tuple[int, str, CaseInsensitiveDict]:
     """Status, reason and case-insensitive headers (repeated ones joined with ', ') of a raw header block."""
     headers: CaseInsensitiveDict = CaseInsensitiveDict()
@@ -453,9 +463,7 @@ class FastCStream:
         handle = self._handle
         counted = armed == 1  # 2: the wake-up an interrupted wait left serves this one, and is counted already
         if counted:
-            if not handle.pending:  # the hub must wait for this wake-up (see EngineHandle)
-                handle.watcher.ref = True
-            handle.pending += 1
+            handle.expect()
         try:
             waiter.get()
         except BaseException:
@@ -627,13 +635,10 @@ class FastCResponse:
         if self._result is None or not self.status_code:
             return jar
         host = urlparse(self.url).hostname or ""
-        for line in self._result.head.decode("latin1").split("\r\n")[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or name.strip().lower() != "set-cookie":
-                continue
+        for value in _set_cookies(self._result.head):
             parsed: SimpleCookie = SimpleCookie()
             try:
-                parsed.load(value.strip())
+                parsed.load(value)
             except CookieError:
                 continue
             for morsel in parsed.values():
@@ -770,10 +775,8 @@ def _jar_header(jar: CookieJar, url: str) -> str | None:
 def _jar_extract(jar: CookieJar, url: str, heads: bytes) -> None:
     """Keeps in a pooled user's jar the cookies the Set-Cookie headers of ``heads`` (header blocks) set."""
     message = email.message.Message()
-    for line in heads.decode("latin1").split("\r\n"):
-        name, sep, value = line.partition(":")
-        if sep and name.strip().lower() == "set-cookie":
-            message["Set-Cookie"] = value.strip()
+    for value in _set_cookies(heads):
+        message["Set-Cookie"] = value
     if message.get_all("Set-Cookie"):
         jar.extract_cookies(MockResponse(message), MockRequest(Request("GET", url)))
 
@@ -927,10 +930,7 @@ class FastCSession:
         waiter = Waiter()
         body = "\n".join(lines).encode("utf-8") if lines else None
         client.submit(waiter, "GET", "http://localhost/", None, body, _COOKIES, None)
-        handle = self._handle
-        if not handle.pending:
-            handle.watcher.ref = True
-        handle.pending += 1
+        self._handle.expect()
         result = waiter.get()
         if result.result:
             raise error_for(result.result, 0, result.error)
@@ -1104,7 +1104,7 @@ class FastCSession:
         else:
             request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint, extras)
         handle = self._handle
-        if not handle.pending:  # the hub must wait for this answer (see EngineHandle)
+        if not handle.pending:  # handle.expect(), written out: this is every request's path
             handle.watcher.ref = True
         handle.pending += 1
         try:
