@@ -159,37 +159,12 @@ static size_t xfer_stream_write(xfer_t *x, const char *data, size_t len) {
 void xfer_stream_end(xfer_t *x, int result, const char *message) {
   stream_t *s = x->stream;
   request_t *orphan;
-  int wake;
-  pthread_mutex_lock(&s->lock);
-  s->running = 0;
-  orphan = s->orphan;
-  s->orphan = NULL;
-  s->done = 1;
-  s->result = result;
-  if (result != CURLE_OK) s->error = strdup(message && message[0] ? message : curl_easy_strerror(result));
-  wake = stream_should_wake(s);
-  pthread_mutex_unlock(&s->lock);
-  if (wake) engine_wake(x->engine, s);
+  if (stream_end(s, result, message && message[0] ? message : curl_easy_strerror(result), &orphan))
+    engine_wake(x->engine, s);
   x->stream = NULL;
   client_recycle(x->client, x); /* libcurl lets go of the request's memory here */
   request_free(orphan);
   stream_unref(s); /* the transfer's */
-}
-
-/*
- * A stream=True request that ended without being delivered at its headers (it failed, or libcurl did not follow a
- * redirect it looked like it would): its body, if any, is its stream's whole content, and the stream has ended.
- */
-static void stream_take_body(request_t *req) {
-  stream_t *s = req->stream;
-  pthread_mutex_lock(&s->lock);
-  buf_free(&s->data);
-  s->data = req->content;
-  memset(&req->content, 0, sizeof(req->content));
-  s->start = 0;
-  s->done = 1;
-  s->result = req->result;
-  pthread_mutex_unlock(&s->lock);
 }
 
 /* The reader has taken enough of a paused stream's buffer: the transfer goes on. */
@@ -616,7 +591,9 @@ void xfer_finish(xfer_t *x, CURLcode code) {
     }
     req->error = strdup(x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
   }
-  if (LC_UNLIKELY(req->stream != NULL)) stream_take_body(req);
+  /* A stream request that ended without being delivered at its headers (it failed, or libcurl did not follow a
+   * redirect it looked like it would): its body, if any, is its stream's whole content. */
+  if (LC_UNLIKELY(req->stream != NULL)) stream_end_with_body(req->stream, &req->content, req->result);
   client_recycle(c, x);
   engine_complete(c->engine, req);
   client_run_next(c);

@@ -267,6 +267,8 @@ int stream_arm(stream_t *s);
 int stream_disarm(stream_t *s);
 int stream_should_wake(stream_t *s);
 int stream_orphan(stream_t *s, request_t *req);
+int stream_end(stream_t *s, int result, const char *error, request_t **orphan);
+void stream_end_with_body(stream_t *s, buf_t *body, int result);
 
 /* ---- clients (one per simulated user) ---------------------------------------------------------------- */
 

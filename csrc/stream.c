@@ -114,3 +114,37 @@ int stream_should_wake(stream_t *s) {
   s->wake_queued = 1;
   return 1;
 }
+
+/*
+ * Engine: the stream's transfer ended with result (a CURLcode or REQ_ERR_*, error its message). *orphan is the
+ * request Python let go of meanwhile, for the caller to free once libcurl has let go of it too. Returns 1 when
+ * the reader is to be woken (engine_wake).
+ */
+int stream_end(stream_t *s, int result, const char *error, request_t **orphan) {
+  int wake;
+  pthread_mutex_lock(&s->lock);
+  s->running = 0;
+  *orphan = s->orphan;
+  s->orphan = NULL;
+  s->done = 1;
+  s->result = result;
+  if (result != 0) s->error = strdup(error);
+  wake = stream_should_wake(s);
+  pthread_mutex_unlock(&s->lock);
+  return wake;
+}
+
+/*
+ * Engine: a stream whose request ended before it was delivered (nobody reads it yet): body becomes its whole
+ * content, taken over (body is left empty), and the stream has ended with result.
+ */
+void stream_end_with_body(stream_t *s, buf_t *body, int result) {
+  pthread_mutex_lock(&s->lock);
+  buf_free(&s->data);
+  s->data = *body;
+  memset(body, 0, sizeof(*body));
+  s->start = 0;
+  s->done = 1;
+  s->result = result;
+  pthread_mutex_unlock(&s->lock);
+}
