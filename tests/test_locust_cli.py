@@ -217,7 +217,7 @@ def test_a_pytest_style_locustfile_runs_on_the_c_engine_through_csession(testser
     locustfile = tmp_path / "test_shop.py"
     shutil.copy(LOCUSTFILES / "pytest_style.py", locustfile)  # a test_ name: Locust loads it as pytest-style
     prefix = tmp_path / "pytest_style"
-    proc = locust("-f", str(locustfile), "--headless", "-u", "2", "-r", "2", "-t", "2s", "--host", testserver.url,
+    proc = locust("-f", str(locustfile), "--headless", "-u", "2", "-r", "2", "-t", "4s", "--host", testserver.url,
                   "--csv", str(prefix))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = stats_rows(prefix)
