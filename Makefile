@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEBS := libcurl4-openssl-dev libssl-dev libuv1-dev clang zlib1g-dev libbrotli-dev pkg-config
 DEMO_PORT ?= 18089
 
-.PHONY: all deps venv build test sanitize tsan fuzz demo bench lint clean
+.PHONY: all deps venv build test sanitize tsan fuzz fuzz-h1 demo bench lint clean
 
 all: build
 
@@ -52,7 +52,8 @@ sanitize: venv
 	$(MAKE) --no-print-directory tsan
 
 # The engine's queues and life cycle under ThreadSanitizer: a C-only stress test (TSan cannot follow greenlets).
-ENGINE_C := csrc/loop.c csrc/buf.c csrc/sockets.c csrc/users.c csrc/curl.c csrc/decode.c csrc/stats.c csrc/tls.c csrc/stream.c
+ENGINE_C := csrc/loop.c csrc/buf.c csrc/sockets.c csrc/users.c csrc/curl.c csrc/decode.c csrc/stats.c csrc/tls.c csrc/stream.c \
+	csrc/url.c csrc/cookies.c csrc/request.c csrc/h1.c csrc/native.c
 build/engine_stress: tests/c/engine_stress.c $(ENGINE_C) csrc/locust_c.h | deps
 	mkdir -p build
 	gcc -std=gnu11 -Wall -g -O1 -fsanitize=thread -o $@ tests/c/engine_stress.c $(ENGINE_C) \
@@ -84,3 +85,14 @@ build/fuzz_decode: tests/fuzz/fuzz_decode.c csrc/decode.c csrc/buf.c csrc/locust
 fuzz: build/fuzz_decode
 	mkdir -p build/fuzz-corpus
 	build/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz-corpus
+
+# The native transport's response parser (tests/fuzz/fuzz_h1.c): every input parsed whole and in random reads,
+# which must agree. `make fuzz-h1 FUZZ_SECONDS=600` by hand; the test suite runs it for a few seconds.
+build/fuzz_h1: tests/fuzz/fuzz_h1.c csrc/h1.c csrc/buf.c csrc/locust_c.h | deps
+	mkdir -p build
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ \
+		tests/fuzz/fuzz_h1.c csrc/h1.c csrc/buf.c $$(pkg-config --cflags libcurl libuv)
+
+fuzz-h1: build/fuzz_h1
+	mkdir -p build/fuzz-h1-corpus
+	build/fuzz_h1 -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build/fuzz-h1-corpus

@@ -21,24 +21,8 @@ static size_t xfer_fail_capture(xfer_t *x, int fault) {
   return 0;
 }
 
-/*
- * A Content-Length must be one decimal number (RFC 9110 8.6), the same in every copy of the header. libcurl
- * 7.88 reads the digits it finds first ("1e3" is 1, "5, 6" is 5) and leaves the rest of the body on the
- * connection, where it would be taken for the next response. Returns 0 when the value is acceptable.
- */
-static int xfer_check_length(xfer_t *x, const char *v, size_t n) {
-  int64_t value = 0;
-  size_t i = 0, digits = 0;
-  while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
-  while (i < n && (v[i] == ' ' || v[i] == '\t')) i++;
-  for (; i < n; i++, digits++) {
-    if (v[i] < '0' || v[i] > '9' || value > (INT64_MAX - 9) / 10) return -1;
-    value = value * 10 + (v[i] - '0');
-  }
-  if (digits == 0 || (x->content_length >= 0 && x->content_length != value)) return -1;
-  x->content_length = value;
-  return 0;
-}
+/* A Content-Length must be one number, the same in every copy (see http_check_length). */
+static int xfer_check_length(xfer_t *x, const char *v, size_t n) { return http_check_length(&x->content_length, v, n); }
 
 /* The status code of a status line ("HTTP/1.1 200 OK", "HTTP/2 200"), 0 when it has none. */
 static int xfer_status_of(const char *line, size_t len) {
@@ -83,19 +67,11 @@ static void xfer_stream_begin(xfer_t *x) {
   request_t *req = x->req;
   engine_t *e = x->engine;
   struct timespec now;
-  long redirects = 0;
   assert(req->stream != NULL && x->stream == NULL);
   clock_gettime(CLOCK_REALTIME, &now);
   req->done_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
   req->status = x->status;
-  req->total_us = (int64_t)((uv_hrtime() - x->start_ns) / 1000);
-  curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
-  req->redirects = redirects;
-  if (redirects > 0) {
-    char *url = NULL;
-    curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
-    if (url) req->effective_url = strdup(url);
-  }
+  req->total_us = req->hops_us + (int64_t)((uv_hrtime() - x->start_ns) / 1000);
   req->result = CURLE_OK;
   x->stream = req->stream;
   stream_ref(x->stream); /* the transfer's */
@@ -217,6 +193,8 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
       deliver = xfer_is_final(x); /* a stream's reader reads as the body comes: no limit on its size */
     else if (xfer_body_refused(x))
       rc = REQ_ERR_BODY_TOO_LARGE;
+  } else if ((data[0] | 0x20) == 's' && len > 11 && strncasecmp(data, "set-cookie:", 11) == 0) {
+    request_set_cookie(x->client, &x->url, data + 11, len - 11);
   } else if ((data[0] | 0x20) == 'l' && len > 9 && strncasecmp(data, "location:", 9) == 0) {
     for (size_t i = 9; i < len; i++) /* libcurl follows a Location with a value, not an empty one */
       if (data[i] != ' ' && data[i] != '\t' && data[i] != '\r' && data[i] != '\n') x->has_location = 1;
@@ -246,6 +224,7 @@ static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
   int rc;
   x->last_io = uv_now(&e->loop);
   if (LC_UNLIKELY(x->stream != NULL)) return x->fault == 0 ? xfer_stream_write(x, data, len) : 0;
+  if (LC_UNLIKELY(x->has_location) && !xfer_is_final(x)) return len; /* a redirect's body: nobody reads it */
   if (LC_LIKELY(x->decoder.coding == CODING_NONE)) {
     rc = decode_write(&x->decoder, data, len, &x->req->content, max, SIZE_MAX, &used);
     return LC_LIKELY(rc == 0) ? len : xfer_fail_capture(x, rc);
@@ -324,8 +303,8 @@ xfer_t *xfer_create(engine_t *e) {
   x->resume_fd = CURL_SOCKET_BAD;
   XFER_SET(x, CURLOPT_PRIVATE, x);
   engine_socket_callbacks(e, x);
-  /* Turn the cookie engine on (an empty file name loads nothing); the cookies live in each user's share. */
-  XFER_SET(x, CURLOPT_COOKIEFILE, "");
+  /* libcurl's cookie engine stays off and it follows no redirect: both are the engine's (request.c). */
+  XFER_SET(x, CURLOPT_FOLLOWLOCATION, 0L);
   XFER_SET(x, CURLOPT_NOSIGNAL, 1L);
   XFER_SET(x, CURLOPT_TCP_NODELAY, 1L);
   XFER_SET(x, CURLOPT_ERRORBUFFER, x->errbuf);
@@ -357,7 +336,6 @@ static void xfer_configure(xfer_t *x, client_t *c) {
   x->client_serial = c->serial;
   XFER_SET(x, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   XFER_SET(x, CURLOPT_TIMEOUT_MS, o->timeout_ms);
-  XFER_SET(x, CURLOPT_MAXREDIRS, o->max_redirects);
   XFER_SET(x, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
   XFER_SET(x, CURLOPT_SSL_VERIFYHOST, o->insecure || !o->verify_host ? 0L : 2L);
   XFER_SET(x, CURLOPT_PROXY, o->proxy ? o->proxy : ""); /* "": no proxy, whatever http_proxy says */
@@ -378,12 +356,14 @@ static void xfer_configure(xfer_t *x, client_t *c) {
 
 void xfer_destroy(xfer_t *x) {
   decode_end(&x->decoder);
+  buf_free(&x->cookies);
   curl_easy_cleanup(x->easy);
   free(x);
 }
 
 int xfer_start(xfer_t *x, request_t *req) {
   engine_t *e = x->client->engine;
+  const char *url = req->effective_url ? req->effective_url : req->url;
   x->req = req;
   x->errbuf[0] = '\0';
   x->resume_fd = CURL_SOCKET_BAD;
@@ -398,6 +378,7 @@ int xfer_start(xfer_t *x, request_t *req) {
   x->connected = 0;
   x->reader_paused = 0;
   if (LC_UNLIKELY(req->flags & REQ_STREAM)) x->start_ns = uv_hrtime();
+  if (url_split(url, &x->url) != 0) memset(&x->url, 0, sizeof(x->url)); /* no cookies: libcurl will refuse it */
   x->read_timeout_ms = req->read_timeout_ms ? req->read_timeout_ms : x->client->opts.read_timeout_ms;
   if (x->read_timeout_ms) engine_watch_reads(e, x->read_timeout_ms);
   if (LC_UNLIKELY(req->connect_timeout_ms)) {
@@ -416,22 +397,21 @@ int xfer_start(xfer_t *x, request_t *req) {
     }
     x->client_serial = 0;
   }
-  if (LC_UNLIKELY(!x->client->opts.cookies)) {
-    /* A shared pool keeps no cookies: its users' jars are their own (in Python), sent as req->cookie. A pooled
-     * handle may still hold a jar of its own from an earlier transfer: empty it, so nothing passes between users. */
-    XFER_SET(x, CURLOPT_COOKIELIST, "ALL");
-  }
-  if (LC_UNLIKELY(req->cookie != NULL || x->cookie_set)) {
-    XFER_SET(x, CURLOPT_COOKIE, req->cookie);
-    x->cookie_set = req->cookie != NULL;
+  /* The user's cookies for this URL, from its jar (request.c), and the request's own. */
+  if (LC_UNLIKELY(x->client->jar.head != NULL || req->cookie != NULL || x->cookie_set)) {
+    if (request_cookies(x->client, req, &x->url, &x->cookies) != 0 || buf_append(&x->cookies, "", 1) != 0) {
+      snprintf(x->errbuf, sizeof(x->errbuf), "out of memory building the Cookie header");
+      return CURLE_OUT_OF_MEMORY;
+    }
+    x->cookie_set = x->cookies.len > 1;
+    XFER_SET(x, CURLOPT_COOKIE, x->cookie_set ? x->cookies.data : NULL);
   }
 
-  XFER_SET(x, CURLOPT_URL, req->url);
+  XFER_SET(x, CURLOPT_URL, url);
   XFER_SET(x, CURLOPT_HTTPHEADER, req->headers);
-  XFER_SET(x, CURLOPT_FOLLOWLOCATION, (req->flags & REQ_FOLLOW_REDIRECTS) ? 1L : 0L);
   if (x->client->opts.http2)
     XFER_SET(x, CURLOPT_HTTP_VERSION,
-             strncmp(req->url, "https:", 6) == 0 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+             strncmp(url, "https:", 6) == 0 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
 
   /*
    * The method. HTTPGET resets whatever the previous request on this handle set; a body makes libcurl
@@ -464,14 +444,13 @@ int xfer_start(xfer_t *x, request_t *req) {
   return mc == CURLM_OK ? 0 : CURLE_FAILED_INIT;
 }
 
-/* Not a byte of any response arrived, on no hop: sending the request again cannot repeat what the server did. */
+/* Not a byte of this hop's response arrived: sending it again cannot repeat what the server did. */
 static int xfer_got_nothing(xfer_t *x) {
-  long header_size = 0, redirects = 0;
+  long header_size = 0;
   curl_off_t body = 0;
   curl_easy_getinfo(x->easy, CURLINFO_HEADER_SIZE, &header_size);
   curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &body);
-  curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
-  return header_size == 0 && body == 0 && redirects == 0 && x->req->head.len == 0;
+  return header_size == 0 && body == 0 && x->req->head.len == 0;
 }
 
 /*
@@ -533,7 +512,6 @@ void xfer_finish(xfer_t *x, CURLcode code) {
   CURL *h = x->easy;
   long os_errno = 0;
   curl_off_t total = 0;
-  long redirects = 0;
 
   curl_multi_remove_handle(c->engine->multi, h);
   if (LC_UNLIKELY(req == NULL)) { /* a stream, delivered at its headers: its reader learns how it ended */
@@ -548,12 +526,12 @@ void xfer_finish(xfer_t *x, CURLcode code) {
    */
   if (LC_UNLIKELY(code != CURLE_OK) && x->resumed &&
       (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING) && xfer_got_nothing(x)) {
-    req->head.len = req->content.len = req->redirects_head.len = 0;
+    req->head.len = req->content.len = 0;
     if (xfer_start(x, req) == 0) return;
   }
   if (LC_UNLIKELY(code != CURLE_OK) && xfer_should_retry(x, code)) {
     req->retries_left--;
-    req->head.len = req->content.len = req->redirects_head.len = 0;
+    req->head.len = req->content.len = 0;
     if (xfer_start(x, req) == 0) return;
   }
 
@@ -562,7 +540,6 @@ void xfer_finish(xfer_t *x, CURLcode code) {
   req->done_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &req->status);
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total);
-  curl_easy_getinfo(h, CURLINFO_REDIRECT_COUNT, &redirects);
   /*
    * libcurl stops the clock when it has processed the last byte. When several responses arrived together,
    * the later ones waited for the engine to process the earlier ones; that wait is the generator's, not the
@@ -572,14 +549,15 @@ void xfer_finish(xfer_t *x, CURLcode code) {
     uint64_t lag_us = (uv_hrtime() - c->engine->io_wake_ns) / 1000;
     if ((curl_off_t)lag_us < total) total -= (curl_off_t)lag_us;
   }
-  req->total_us = total;
-  req->redirects = redirects;
   req->result = xfer_outcome(x, code);
-  if (redirects > 0) {
-    char *url = NULL;
-    curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &url);
-    if (url) req->effective_url = strdup(url);
+  /* A redirect the engine follows: the next hop starts on whichever transport its URL needs. */
+  if (LC_UNLIKELY(req->result == CURLE_OK && req->status >= 300 && req->status < 400) &&
+      request_follow(req, c->opts.max_redirects, (int64_t)total) > 0) {
+    client_recycle(c, x);
+    client_start(c, req);
+    return;
   }
+  req->total_us = req->hops_us + total;
   if (LC_UNLIKELY(req->result != CURLE_OK)) {
     /*
      * A handle keeps the errno of the last failed socket call across transfers, so it names this fault only
@@ -589,7 +567,7 @@ void xfer_finish(xfer_t *x, CURLcode code) {
       curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
       req->os_errno = (int)os_errno;
     }
-    req->error = strdup(x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
+    if (req->error == NULL) req->error = strdup(x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
   }
   /* A stream request that ended without being delivered at its headers (it failed, or libcurl did not follow a
    * redirect it looked like it would): its body, if any, is its stream's whole content. */

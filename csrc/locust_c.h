@@ -49,6 +49,44 @@ int buf_reserve(buf_t *b, size_t extra);
 int buf_append(buf_t *b, const char *data, size_t len);
 void buf_free(buf_t *b);
 
+/* ---- URLs (url.c) ------------------------------------------------------------------------------------ */
+
+/* An absolute http(s) URL's parts, pointing into the URL. */
+typedef struct {
+  int https;
+  int ipv6;               /* the host was a bracketed IPv6 literal (host is without the brackets) */
+  int port;               /* the URL's, or the scheme's default */
+  const char *host;
+  size_t host_len;
+  const char *authority;  /* host[:port] as written, for the Host header */
+  size_t authority_len;
+  const char *target;     /* from the path on ("" when there is none), without the fragment */
+  size_t target_len;
+  size_t path_len;        /* the path alone: target up to its query */
+} url_t;
+
+int url_split(const char *url, url_t *u);
+int url_host_is_ip(const url_t *u);
+
+/* ---- cookie jars (cookies.c) ------------------------------------------------------------------------- */
+
+#define JAR_MAX_COOKIES 300       /* per user: past it the oldest cookie goes */
+#define JAR_MAX_COOKIE_BYTES 4096 /* name and value together (RFC 6265bis 5.6) */
+
+typedef struct cookie_s cookie_t;
+
+typedef struct {
+  cookie_t *head;
+  int count;
+  uint64_t serial; /* creation order of the cookies */
+} jar_t;
+
+void jar_clear(jar_t *j);
+int jar_set_cookie(jar_t *j, const char *value, size_t n, const url_t *origin, int64_t now);
+int jar_header(jar_t *j, const url_t *u, int64_t now, buf_t *out);
+int jar_load_line(jar_t *j, const char *line, size_t n, int64_t now);
+int jar_dump(jar_t *j, int64_t now, buf_t *out);
+
 /* ---- stats ------------------------------------------------------------------------------------------- */
 
 /*
@@ -187,6 +225,7 @@ typedef struct engine_s engine_t;
 typedef struct xfer_s xfer_t;
 typedef struct request_s request_t;
 typedef struct sock_s sock_t;
+typedef struct conn_s conn_t;
 
 typedef enum { CMD_SUBMIT, CMD_CANCEL, CMD_SET_ASIDE, CMD_CLOSE_CLIENT, CMD_RESUME, CMD_STOP } cmd_kind_t;
 
@@ -208,6 +247,7 @@ struct request_s {
   uint64_t id;
   int flags;
   int retries_left;
+  int reconnected; /* native: sent again once on a fresh connection, its reused one having died */
 
   /* Inputs, all pointing into the same allocation as this struct. */
   const char *method;
@@ -215,7 +255,7 @@ struct request_s {
   struct curl_slist *headers; /* nodes built by hand in our allocation: never curl_slist_free_all */
   const char *body;
   size_t body_len;
-  const char *cookie;      /* "a=1; b=2" sent with the jar's cookies (CURLOPT_COOKIE), or NULL */
+  const char *cookie;      /* "a=1; b=2" sent after the jar's cookies, or NULL */
   long connect_timeout_ms; /* this request's own timeouts, 0 for the client's */
   long read_timeout_ms;
   int verify;              /* this request's certificate check: 1 on, 0 off, -1 the client's */
@@ -229,6 +269,7 @@ struct request_s {
   long status;
   int64_t total_us;
   int64_t redirects;
+  int64_t hops_us;  /* the response times of the redirects followed before this hop */
   double done_time; /* wall clock (seconds since the epoch) when the last byte arrived */
   buf_t head; /* header block of the last response */
   buf_t redirects_head; /* the header blocks of the redirects followed before it, one after the other */
@@ -304,15 +345,18 @@ typedef struct {
   int verify_host;        /* with verification on: also check the name (0 when the SSLContext says not to) */
   void *ssl_ctx;          /* the OpenSSL SSL_CTX of ssl_context_factory's context (tls.c), referenced, or NULL */
   int cookies;            /* keep a cookie jar; 0 for a client_pool shared by users whose jars are their own */
+  int native;             /* plain http:// requests may take the native transport (0: LOCUST_C_TRANSPORT=curl) */
 } client_options_t;
 
 struct client_s {
   engine_t *engine;
   client_t *prev, *next; /* engine's list, engine thread only */
-  CURLSH *share;         /* this user's connection cache and cookie jar */
+  CURLSH *share;         /* this user's libcurl connection cache, opened for its first libcurl transfer */
   xfer_t *active;        /* transfers in the multi */
+  conn_t *conns;         /* native connections, carrying a request or idle */
+  int nconns;
   request_t *waiting_head, *waiting_tail; /* over max_connections */
-  int nactive;
+  int nactive;           /* requests in flight, on either transport */
   uint64_t serial;       /* unique per client: tells a pooled easy handle whether it is set up for us */
   client_options_t opts;
   char *strings; /* the copies of the options' strings, one allocation */
@@ -323,7 +367,7 @@ struct client_s {
   uint64_t idle_since;             /* loop time (ms) when its last transfer ended */
   int tls_socks;                   /* open connections that carry TLS: those cannot be set aside */
   sock_t *kept;                    /* set aside: its keep-alive connections, without libcurl's state */
-  struct curl_slist *kept_cookies; /* set aside: its cookie jar, as Netscape lines */
+  jar_t jar;                       /* its cookies, for every transport (cookies.c) */
 };
 
 /* ---- content decoding (decode.c) --------------------------------------------------------------------- */
@@ -348,6 +392,63 @@ int decode_pending(const decoder_t *d);
 int decode_finish(decoder_t *d);
 void decode_end(decoder_t *d);
 
+/* ---- the HTTP/1.1 response parser (h1.c) ------------------------------------------------------------ */
+
+typedef enum { H1_HEAD, H1_BODY_LENGTH, H1_BODY_EOF, H1_CHUNK_SIZE, H1_CHUNK_DATA, H1_CHUNK_END, H1_TRAILER, H1_DONE } h1_state_t;
+
+#define H1_MORE 0     /* the response needs more bytes */
+#define H1_COMPLETE 1 /* the response ended */
+#define H1_PAUSE 2    /* on_body asked to stop: feed the bytes from *used again to go on */
+/* Faults, apart from the REQ_ERR_* codes the callbacks return, which pass through. */
+#define H1_ERR_STATUS (-100)         /* not an HTTP/1.x status line */
+#define H1_ERR_LENGTH (-101)         /* a Content-Length that is not one number */
+#define H1_ERR_CHUNK (-102)          /* a bad chunk-size line, or a chunk not followed by CRLF */
+#define H1_ERR_HEAD_TOO_LARGE (-103) /* the header block (1xx blocks included), or the trailers, too large */
+#define H1_ERR_MEMORY (-104)
+#define H1_ERR_NOTHING (-105)        /* closed before a byte of the response */
+#define H1_ERR_HEAD_CUT (-106)       /* closed inside the header block */
+#define H1_ERR_BODY_CUT (-107)       /* closed inside a framed body */
+#define H1_ERR_LINE_TOO_LONG (-108)  /* one line of the header block longer than libcurl takes */
+
+typedef struct {
+  h1_state_t state;
+  int status;
+  int64_t content_length; /* -1: none */
+  uint64_t remaining;     /* of the body, or of the chunk */
+  size_t scan;            /* bytes of the header block searched for its end */
+  size_t line_start;      /* where its current line starts */
+  size_t skipped;         /* bytes of 1xx blocks dropped before this one */
+  size_t trailer_bytes;
+  uint32_t line_len;      /* bytes of the current chunk-size or trailer line */
+  uint8_t digits, in_ext, cr;
+  uint8_t http10, keep_alive, close, chunked;
+  uint8_t request_no_body; /* a HEAD request: its answer has no body, whatever its header says */
+} h1_parser_t;
+
+typedef struct {
+  int (*on_field)(void *ud, const h1_parser_t *p, const char *name, size_t name_len, const char *value, size_t n);
+  int (*on_head)(void *ud, const h1_parser_t *p); /* the final header block ended; the body follows */
+  int (*on_body)(void *ud, const char *data, size_t len);
+} h1_callbacks_t;
+
+void h1_begin(h1_parser_t *p, int no_body);
+int h1_execute(h1_parser_t *p, buf_t *head, const char *data, size_t len, size_t *used, const h1_callbacks_t *cb,
+               void *ud);
+int h1_finish(h1_parser_t *p, size_t head_len);
+int http_check_length(int64_t *length, const char *v, size_t n);
+
+/* ---- the native transport (native.c) ----------------------------------------------------------------- */
+
+/* The engine's read buffer for native connections: a read is parsed before the next one, so one serves all. */
+#define NATIVE_READ_BUFFER (64 * 1024)
+
+int native_eligible(client_t *c, request_t *req, url_t *u);
+void native_start(client_t *c, request_t *req, const url_t *u);
+int native_cancel(client_t *c, uint64_t id);
+void native_close_all(client_t *c);
+int native_check_reads(client_t *c, uint64_t now);
+void native_resume(engine_t *e);
+
 /* ---- transfers (an easy handle and what it is doing) ------------------------------------------------- */
 
 struct xfer_s {
@@ -367,6 +468,8 @@ struct xfer_s {
   size_t decode_skip;      /* bytes of the chunk libcurl delivers again after a pause that were decoded already */
   int paused;              /* waiting in the engine's paused list for the next loop iteration (see decode budget) */
   int cookie_set;          /* CURLOPT_COOKIE holds a request's cookies: the next request must clear it */
+  url_t url;               /* the parts of this hop's URL: the origin of the cookies its response sets */
+  buf_t cookies;           /* the Cookie header value of this hop (CURLOPT_COOKIE), NUL-terminated */
   int connected;           /* the request is on a connection (CURLOPT_PREREQFUNCTION): the read timeout counts */
   int has_location;        /* the last response has a Location header: a 3xx with it is followed */
   int reader_paused;       /* paused until the stream's reader has taken enough (stream.c) */
@@ -453,6 +556,8 @@ typedef struct {
   uint64_t resumed;       /* times a set-aside connection carried a request again */
   uint64_t decode_pauses; /* times a transfer paused for the next loop iteration, past the decode budget */
   uint64_t stream_pauses; /* times a stream paused because its reader had not taken its buffer */
+  uint64_t native;        /* request hops the native transport carried */
+  uint64_t native_connects; /* native connections opened */
 } engine_counters_t;
 
 struct engine_s {
@@ -478,6 +583,7 @@ struct engine_s {
   uv_check_t flush_io;                /* and those of the I/O phase */
   uv_idle_t resume;                   /* runs while transfers are paused by the decode budget: resumes them */
   xfer_t *paused, *paused_tail;       /* transfers paused by the decode budget, in the order they paused */
+  conn_t *paused_conns, *paused_conns_tail; /* and native connections (native.c) */
   size_t decoded;                     /* decoded bytes produced since the budget was last renewed */
   request_t *batch_head, *batch_tail; /* completions of the current loop iteration */
   stream_t *wake_head, *wake_tail;    /* and wake-ups of stream readers */
@@ -494,7 +600,7 @@ struct engine_s {
   uint64_t reads_every_ms; /* its period: an eighth of the shortest read timeout seen, from 5 ms to 1 s */
   uint64_t set_aside_after_ms;
   int hand_back_again;     /* libcurl honours CURL_SOCKOPT_ALREADY_CONNECTED (8.0 and later) */
-  CURL *util;              /* moves cookie jars in and out of shares */
+  char *native_buf; /* NATIVE_READ_BUFFER bytes, made on the first native read */
   xfer_t *idle; /* easy handles between transfers, shared by every client of the engine */
   int nidle;
   int nidle_low; /* the fewest idle handles since the last sweep: that many were not needed */
@@ -514,6 +620,7 @@ void engine_destroy(engine_t *e);
 void engine_complete(engine_t *e, request_t *req);
 void engine_pause(engine_t *e, xfer_t *x);
 void engine_unpause(engine_t *e, xfer_t *x);
+void engine_resume_soon(engine_t *e);
 void engine_counters(engine_t *e, engine_counters_t *out);
 void engine_watch_reads(engine_t *e, long read_timeout_ms);
 void engine_check_done(engine_t *e);
@@ -530,6 +637,14 @@ void xfer_stream_end(xfer_t *x, int result, const char *message);
 void client_submit(client_t *c, request_t *req);
 int client_set_aside(client_t *c);
 
+void client_start(client_t *c, request_t *req);
+
+/* ---- between hops (request.c) ------------------------------------------------------------------------ */
+
 void request_free(request_t *req);
+const char *head_find(const buf_t *head, const char *name, size_t *value_len);
+int request_cookies(client_t *c, request_t *req, const url_t *u, buf_t *out);
+void request_set_cookie(client_t *c, const url_t *u, const char *value, size_t n);
+int request_follow(request_t *req, long max_redirects, int64_t hop_us);
 
 #endif /* LOCUST_C_H */

@@ -21,18 +21,6 @@
 
 static void engine_resume_cb(uv_idle_t *idle);
 
-void request_free(request_t *req) {
-  if (req == NULL) return;
-  if (LC_UNLIKELY(req->stream != NULL) && stream_orphan(req->stream, req)) return; /* see stream_orphan */
-  buf_free(&req->head);
-  buf_free(&req->redirects_head);
-  buf_free(&req->content);
-  free(req->effective_url);
-  free(req->error);
-  stream_unref(req->stream);
-  free(req);
-}
-
 static int engine_trim_running;
 
 static void *engine_trim_main(void *arg) {
@@ -103,6 +91,7 @@ static void engine_reads_cb(uv_timer_t *timer) {
   uint64_t now = uv_now(&e->loop);
   int watched = 0;
   for (client_t *c = e->clients; c; c = c->next) {
+    if (c->conns != NULL) watched += native_check_reads(c, now);
     for (xfer_t *x = c->active, *next; x; x = next) {
       next = x->next; /* finishing x unlinks it; a transfer started in its place goes in front, seen next time */
       watched += x->read_timeout_ms != 0;
@@ -238,6 +227,11 @@ void engine_pause(engine_t *e, xfer_t *x) {
   else
     e->paused = x;
   e->paused_tail = x;
+  engine_resume_soon(e);
+}
+
+/* Something paused for the decode budget: the idle handle resumes it at the next iteration. */
+void engine_resume_soon(engine_t *e) {
   if (!uv_is_active((uv_handle_t *)&e->resume)) uv_idle_start(&e->resume, engine_resume_cb);
 }
 
@@ -276,7 +270,8 @@ static void engine_resume_cb(uv_idle_t *idle) {
     rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
     if (LC_UNLIKELY(rc != CURLE_OK || x->fault != 0)) xfer_finish(x, rc != CURLE_OK ? rc : CURLE_WRITE_ERROR);
   }
-  if (e->paused == NULL) uv_idle_stop(&e->resume);
+  if (e->paused_conns != NULL) native_resume(e);
+  if (e->paused == NULL && e->paused_conns == NULL) uv_idle_stop(&e->resume);
   engine_check_done(e);
 }
 
@@ -332,10 +327,6 @@ static void engine_close_walk_cb(uv_handle_t *handle, void *arg) {
 
 static void engine_shutdown(engine_t *e) {
   while (e->clients) client_close(e->clients);
-  if (e->util) {
-    curl_easy_cleanup(e->util);
-    e->util = NULL;
-  }
   engine_publish(e);
   while (e->idle) {
     xfer_t *x = e->idle;
@@ -517,6 +508,7 @@ void engine_destroy(engine_t *e) {
   }
   uv_loop_close(&e->loop);
   engine_socks_free(e);
+  free(e->native_buf);
   pthread_mutex_destroy(&e->lock);
   close(e->event_fd);
 }
@@ -532,5 +524,7 @@ void engine_counters(engine_t *e, engine_counters_t *out) {
   out->resumed = __atomic_load_n(&e->counters.resumed, __ATOMIC_RELAXED);
   out->decode_pauses = __atomic_load_n(&e->counters.decode_pauses, __ATOMIC_RELAXED);
   out->stream_pauses = __atomic_load_n(&e->counters.stream_pauses, __ATOMIC_RELAXED);
+  out->native = __atomic_load_n(&e->counters.native, __ATOMIC_RELAXED);
+  out->native_connects = __atomic_load_n(&e->counters.native_connects, __ATOMIC_RELAXED);
   out->in_flight = out->submitted - out->completed;
 }

@@ -47,12 +47,12 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
   static char *kwlist[] = {"engine", "connect_timeout", "read_timeout", "timeout", "max_redirects", "max_retries",
                            "max_connections", "insecure", "http2", "proxy", "user_agent", "ca_file", "tls_sessions",
                            "max_response_bytes", "cert", "key", "ciphers", "tls_min", "tls_max", "verify_host",
-                           "ssl_context", "cookies", NULL};
+                           "ssl_context", "cookies", "native", NULL};
   PyObject *engine_obj, *ssl_context = Py_None;
   void *ssl_ctx = NULL;
   double connect_timeout = 60.0, read_timeout = 60.0, timeout = 0.0;
   int max_redirects = 30, max_retries = 0, max_connections = 10, insecure = 1, http2 = 0, tls_sessions = 1;
-  int verify_host = 1, cookies = 1;
+  int verify_host = 1, cookies = 1, native = 1;
   long tls_min = 0, tls_max = 0;
   long long max_response_bytes = 64LL << 20;
   const char *proxy = NULL, *user_agent = NULL, *ca_file = NULL, *cert = NULL, *key = NULL, *ciphers = NULL;
@@ -60,11 +60,11 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
   client_options_t opts;
   ClientObject *self;
 
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|dddiiippzzzpLzzzllpOp:Client", kwlist, st->engine_type,
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!|dddiiippzzzpLzzzllpOpp:Client", kwlist, st->engine_type,
                                    &engine_obj, &connect_timeout, &read_timeout, &timeout, &max_redirects,
                                    &max_retries, &max_connections, &insecure, &http2, &proxy, &user_agent, &ca_file,
                                    &tls_sessions, &max_response_bytes, &cert, &key, &ciphers, &tls_min, &tls_max,
-                                   &verify_host, &ssl_context, &cookies))
+                                   &verify_host, &ssl_context, &cookies, &native))
     return NULL;
   if (ssl_context != Py_None && (ssl_ctx = ssl_context_of(ssl_context)) == NULL) return NULL;
   /* The same ranges as locust_c.session's checks (which name the user's attributes); 0 is no limit for the
@@ -111,6 +111,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
       .verify_host = verify_host,
       .ssl_ctx = ssl_ctx,
       .cookies = cookies,
+      .native = native,
   };
   self = (ClientObject *)type->tp_alloc(type, 0);
   if (self == NULL) return NULL;
@@ -514,7 +515,7 @@ static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(engine, connect_timeout=60.0, read_timeout=60.0, timeout=0.0, max_redirects=30, "
                 "max_retries=0, max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, "
                 "ca_file=None, tls_sessions=True, max_response_bytes=67108864, cert=None, key=None, ciphers=None, "
-                "tls_min=0, tls_max=0, verify_host=True, ssl_context=None, cookies=True)\n--\n\n"
+                "tls_min=0, tls_max=0, verify_host=True, ssl_context=None, cookies=True, native=True)\n--\n\n"
                 "One simulated user's keep-alive connections and cookie jar. read_timeout bounds each wait for the "
                 "server, timeout the whole request; 0 is no limit."},
     {Py_tp_new, client_new},

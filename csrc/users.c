@@ -72,41 +72,24 @@ void client_unref(client_t *c) {
 }
 
 /*
- * The user's share handle holds its own connection cache and cookie jar, so that two users never reuse each
- * other's keep-alive connections or see each other's cookies, while all of them run in the one multi handle.
- * No lock functions are set: only this thread ever uses the share. A user coming back from being set aside
- * gets its cookies back here (its connections come back in engine_open_socket_cb).
+ * The user's share handle holds its own connection cache, so that two users never reuse each other's keep-alive
+ * connections, while all of them run in the one multi handle. No lock functions are set: only this thread ever
+ * uses the share. It is opened for the first libcurl transfer, and again after the user was set aside (its
+ * connections come back in engine_open_socket_cb). Cookies are not libcurl's: they are in the user's jar.
  */
-/* The engine's handle for moving cookie jars in and out of shares, made on first use. */
-static CURL *engine_util_handle(engine_t *e) {
-  if (e->util == NULL) e->util = curl_easy_init();
-  return e->util;
-}
-
 static int client_share_open(client_t *c) {
-  engine_t *e = c->engine;
-  struct curl_slist *line;
   c->share = curl_share_init();
   if (c->share == NULL) return -ENOMEM;
   curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-  if (c->opts.cookies) curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
   /* TLS sessions too, when the user has an https host: a pooled easy handle must not let a new user resume
    * another user's session, so the cache is the user's own (or, see xfer_configure, there is none). */
   if (c->opts.tls_sessions) curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  if (c->kept_cookies && engine_util_handle(e) != NULL) {
-    curl_easy_setopt(e->util, CURLOPT_SHARE, c->share);
-    for (line = c->kept_cookies; line; line = line->next) curl_easy_setopt(e->util, CURLOPT_COOKIELIST, line->data);
-    curl_easy_setopt(e->util, CURLOPT_SHARE, NULL);
-  }
-  curl_slist_free_all(c->kept_cookies);
-  c->kept_cookies = NULL;
   return 0;
 }
 
 /* The first request of a client makes it known to the engine. */
 static int client_register(client_t *c) {
   engine_t *e = c->engine;
-  if (client_share_open(c) != 0) return -ENOMEM;
   c->next = e->clients;
   if (e->clients) e->clients->prev = c;
   e->clients = c;
@@ -120,7 +103,7 @@ static int client_register(client_t *c) {
  * Sets an idle user aside. In libcurl 7.88 a share with a connection cache costs about 9 KiB and each cached
  * connection about 5 KiB more, so ten thousand users that wait between requests would hold 140 MiB in state
  * they do not use. An idle user keeps only what the server can see: its TCP connections (their descriptors,
- * watched for the server closing them) and its cookies (as text). The share goes. The next request opens a
+ * watched for the server closing them); its cookies are in its jar. The share goes. The next request opens a
  * new share, and libcurl, connecting to the same address, is handed the same socket as already connected:
  * the server sees one keep-alive connection, as before. Users with TLS or HTTP/2 connections, or a proxy,
  * keep everything (their connection state cannot be rebuilt from a socket). Returns 0 when set aside.
@@ -130,19 +113,11 @@ int client_set_aside(client_t *c) {
   CURLSHcode rc;
   if (c->share == NULL || c->nactive > 0 || c->waiting_head != NULL) return -EBUSY; /* aside, or not idle */
   if (c->opts.http2 || c->opts.proxy || c->opts.tls_sessions || c->tls_socks > 0) return -EINVAL;
-  if (engine_util_handle(e) == NULL) return -ENOMEM;
-  curl_easy_setopt(e->util, CURLOPT_SHARE, c->share);
-  curl_easy_getinfo(e->util, CURLINFO_COOKIELIST, &c->kept_cookies);
-  curl_easy_setopt(e->util, CURLOPT_SHARE, NULL);
   /* Closing the share closes its connections: engine_close_socket_cb keeps this user's healthy ones. */
   e->setting_aside = c;
   rc = curl_share_cleanup(c->share);
   e->setting_aside = NULL;
-  if (rc != CURLSHE_OK) { /* still in use (cannot happen: pooled handles leave it): keep the user as it is */
-    curl_slist_free_all(c->kept_cookies);
-    c->kept_cookies = NULL;
-    return -EBUSY;
-  }
+  if (rc != CURLSHE_OK) return -EBUSY; /* still in use (cannot happen: pooled handles leave it): kept as it is */
   c->share = NULL;
   __atomic_add_fetch(&e->counters.set_aside, 1, __ATOMIC_RELAXED);
   return 0;
@@ -154,10 +129,19 @@ static void client_fail(client_t *c, request_t *req, int code, const char *messa
   engine_complete(c->engine, req);
 }
 
-static void client_start(client_t *c, request_t *req) {
+void client_start(client_t *c, request_t *req) {
   engine_t *e = c->engine;
   xfer_t *x = e->idle;
+  url_t u;
   int rc;
+  if (LC_LIKELY(native_eligible(c, req, &u))) {
+    native_start(c, req, &u);
+    return;
+  }
+  if (LC_UNLIKELY(c->share == NULL) && client_share_open(c) != 0) { /* its first, or it was set aside */
+    client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a client");
+    return;
+  }
   if (x != NULL) {
     e->idle = x->next;
     if (--e->nidle < e->nidle_low) e->nidle_low = e->nidle;
@@ -175,42 +159,25 @@ static void client_start(client_t *c, request_t *req) {
 }
 
 /*
- * client.cookies from Python: a request that is not sent. Each line of its body goes to libcurl's jar as
- * CURLOPT_COOKIELIST takes it ("ALL" empties the jar, a Netscape cookie-file line adds or replaces a cookie), and
- * its content is then the whole jar, one Netscape line per cookie, so that Python sees what the server set.
+ * client.cookies from Python: a request that is not sent. Each line of its body changes the user's jar
+ * (jar_load_line: "ALL" empties it, a Netscape cookie-file line sets a cookie), and its content is then the whole
+ * jar, one Netscape line per cookie, so that Python sees what the server set.
  */
 static void client_cookies(client_t *c, request_t *req) {
-  struct curl_slist *jar = NULL;
   const char *p = req->body, *end = req->body ? req->body + req->body_len : NULL;
-  char line[8192];
-  int rc = 0;
-  if (!c->opts.cookies) { /* a shared pool's users keep their jars in Python; the util handle's is nobody's */
+  int64_t now = (int64_t)time(NULL);
+  if (!c->opts.cookies) { /* a shared pool's users keep their jars in Python */
     client_fail(c, req, CURLE_BAD_FUNCTION_ARGUMENT, "this client keeps no cookie jar");
     return;
   }
-  if (engine_util_handle(c->engine) == NULL) {
-    client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory reading the cookie jar");
-    return;
-  }
-  curl_easy_setopt(c->engine->util, CURLOPT_SHARE, c->share);
   while (p != NULL && p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     size_t n = (size_t)((nl ? nl : end) - p);
-    if (n > 0 && n < sizeof(line)) {
-      memcpy(line, p, n);
-      line[n] = '\0';
-      if (curl_easy_setopt(c->engine->util, CURLOPT_COOKIELIST, line) != CURLE_OK) rc = CURLE_OUT_OF_MEMORY;
-    }
+    if (n > 0) jar_load_line(&c->jar, p, n, now); /* a line the jar refuses is not kept, as libcurl did */
     p += n + 1;
   }
-  if (rc == 0 && curl_easy_getinfo(c->engine->util, CURLINFO_COOKIELIST, &jar) != CURLE_OK) rc = CURLE_OUT_OF_MEMORY;
-  curl_easy_setopt(c->engine->util, CURLOPT_SHARE, NULL);
-  for (struct curl_slist *l = jar; rc == 0 && l != NULL; l = l->next)
-    if (buf_append(&req->content, l->data, strlen(l->data)) != 0 || buf_append(&req->content, "\n", 1) != 0)
-      rc = CURLE_OUT_OF_MEMORY;
-  curl_slist_free_all(jar);
-  if (rc != 0) {
-    client_fail(c, req, rc, "out of memory changing the cookie jar");
+  if (jar_dump(&c->jar, now, &req->content) != 0) {
+    client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory reading the cookie jar");
     return;
   }
   req->result = CURLE_OK;
@@ -219,10 +186,6 @@ static void client_cookies(client_t *c, request_t *req) {
 
 void client_submit(client_t *c, request_t *req) {
   if (LC_UNLIKELY(!c->registered) && client_register(c) != 0) {
-    client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a client");
-    return;
-  }
-  if (LC_UNLIKELY(c->share == NULL) && client_share_open(c) != 0) { /* it was set aside */
     client_fail(c, req, CURLE_OUT_OF_MEMORY, "out of memory creating a client");
     return;
   }
@@ -289,6 +252,7 @@ void client_recycle(client_t *c, xfer_t *x) {
 void client_cancel(client_t *c, uint64_t id) {
   request_t *req, *prev = NULL;
   xfer_t *x;
+  if (c->conns != NULL && native_cancel(c, id)) return;
   for (x = c->active; x; x = x->next) {
     if (x->stream != NULL && x->stream->id == id) { /* a stream its reader let go of */
       curl_multi_remove_handle(c->engine->multi, x->easy);
@@ -328,6 +292,7 @@ void client_close(client_t *c) {
   request_t *req;
   if (!c->registered) return;
   c->registered = 0;
+  native_close_all(c);
   while (c->active) {
     xfer_t *x = c->active;
     req = x->req;
@@ -345,11 +310,10 @@ void client_close(client_t *c) {
   }
   c->waiting_tail = NULL;
   /* With no easy handle attached any more, the share can close the user's keep-alive connections. */
-  curl_share_cleanup(c->share);
+  if (c->share) curl_share_cleanup(c->share);
   c->share = NULL;
   while (c->kept) sock_close(c->kept);
-  curl_slist_free_all(c->kept_cookies);
-  c->kept_cookies = NULL;
+  jar_clear(&c->jar);
   if (c->prev)
     c->prev->next = c->next;
   else

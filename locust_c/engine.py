@@ -93,6 +93,18 @@ def idle_seconds() -> float:
     return _env_number("LOCUST_C_IDLE_SECONDS", "5", float, 0, 86400, "a number of seconds from 0 to 86400")
 
 
+TRANSPORTS = ("auto", "curl")
+
+
+def native_transport() -> bool:
+    """Whether plain http:// requests may take the native transport: ``LOCUST_C_TRANSPORT`` is ``auto`` (the
+    default: http:// natively, the rest through libcurl) or ``curl`` (libcurl for everything)."""
+    raw = os.environ.get("LOCUST_C_TRANSPORT", "auto")
+    if raw.strip().lower() not in TRANSPORTS:
+        raise ValueError(f"LOCUST_C_TRANSPORT must be one of {', '.join(TRANSPORTS)}, not {raw!r}")
+    return raw.strip().lower() == "auto"
+
+
 def acquire() -> EngineHandle:
     """The engine for the next new user, starting the engines of this process on first use."""
     if not _handles:

@@ -870,6 +870,7 @@ class FastCSession:
             "ca_file": None if insecure else os.environ.get("SSL_CERT_FILE") or None,
             # A user of an http:// host rarely needs TLS session resumption; keeping none saves memory per user.
             "tls_sessions": self.base_url.lower().startswith("https://"),
+            "native": _engines.native_transport(),
         }
         self._options["cert"], self._options["key"] = _cert_files(client_cert)
         self.ssl_context_factory = ssl_context_factory

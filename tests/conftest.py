@@ -48,6 +48,20 @@ def fresh_testserver() -> Iterator[Any]:
         yield server
 
 
+@pytest.fixture(params=["auto", "curl"], ids=["native", "curl"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each engine-facing test runs on both transports: "auto" sends plain http:// natively, "curl" through libcurl
+    (LOCUST_C_TRANSPORT, read when a session is made). Modules ask for it with ``pytestmark``."""
+    monkeypatch.setenv("LOCUST_C_TRANSPORT", request.param)
+    return "native" if request.param == "auto" else "curl"
+
+
+@pytest.fixture
+def curl_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests of what only libcurl's users have (setting idle users aside): every request through libcurl."""
+    monkeypatch.setenv("LOCUST_C_TRANSPORT", "curl")
+
+
 @pytest.fixture
 def set_aside_quickly(monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
     """Engines that set a user aside after 0.2 s without a request (LOCUST_C_IDLE_SECONDS) for one test."""

@@ -14,6 +14,9 @@ import pytest
 from helpers import session, unaccepting_port
 from test_locust_cli import locust, stats_rows
 
+# Every test runs on both transports (conftest.py's transport fixture).
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def test_connect_timeouts_are_failures_and_the_engine_goes_on(testserver):
     with unaccepting_port() as port:

@@ -12,6 +12,9 @@ from rawserver import KEEP, RawServer
 
 from locust_c.exceptions import BadStatusCode
 
+# Every test runs on both transports (conftest.py's transport fixture).
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def test_failures_of_one_name_make_one_row_whatever_the_query(testserver):
     user, env = local_user(testserver.url)

@@ -12,6 +12,9 @@ from helpers import free_port, session
 from locust_c import _engine
 from locust_c.exceptions import BadResponse, ConnectionClosed, error_for
 
+# Every test runs on both transports (conftest.py's transport fixture).
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def test_connection_refused():
     s, rec = session(f"http://127.0.0.1:{free_port()}")

@@ -21,6 +21,9 @@ from rawserver import FOREVER, KEEP, RESET, RawServer
 
 from locust_c.exceptions import BadResponse, ConnectionClosed, ResponseTooLarge
 
+# Every test runs on both transports (conftest.py's transport fixture).
+pytestmark = pytest.mark.usefixtures("transport")
+
 OK_CL = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nX-A: b\r\n\r\nhello world"
 OK_CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
 GZ_BODY = gzip.compress(b"hello world " * 20)
@@ -61,7 +64,9 @@ def rss_growth_kib(call: Any) -> tuple[Any, int]:
                                                      # final empty line, without waiting for the LF.
                                                      (OK_CHUNKED, len(OK_CHUNKED) - 1)],
                          ids=["content-length", "gzip", "chunked"])
-def test_a_response_cut_anywhere_before_its_end_is_a_failure(full, complete_from):
+def test_a_response_cut_anywhere_before_its_end_is_a_failure(full, complete_from, transport):
+    if transport == "native":  # the native parser waits for the LF that ends a chunked body
+        complete_from = len(full)
     scripts = {f"cut{i}": [full[:i]] for i in range(len(full) + 1)}
     with RawServer(scripts) as server:
         s, rec = session(server.url, network_timeout=5)
@@ -156,7 +161,7 @@ def test_hostile_responses_are_one_failure_or_a_correct_success_each(seed):
                     assert r.content in ok, (name, r.status_code, r.content[:80])
                 else:
                     assert r.status_code == 0 and isinstance(r.error, (ConnectionError, TimeoutError)), (name, r.error)
-            assert all(outcomes[n].error is None for n in table if n.startswith("trickle"))
+            assert all(outcomes[n].error is None for n in table if n.startswith("trickle")), [(n, outcomes[n].error) for n in table if n.startswith("trickle")]
             assert all(outcomes[n].error is not None for n in table if n.startswith(("random", "stall", "reset")))
             assert isinstance(outcomes[next(n for n in table if n.startswith("stall-in-body"))].error, TimeoutError)
         finally:

@@ -8,6 +8,9 @@ from datetime import timedelta
 import pytest
 from helpers import local_user, session, unaccepting_port
 
+# Every test runs on both transports (conftest.py's transport fixture).
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def echoed_headers(response) -> dict[str, str]:
     return {k.lower(): v for k, v in response.json()["headers"].items()}

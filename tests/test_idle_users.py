@@ -18,6 +18,9 @@ from helpers import session
 from locust_c import FastCSession, _engine
 from locust_c import engine as engines
 
+# Setting idle users aside is for libcurl's users: native connections cost too little to need it.
+pytestmark = pytest.mark.usefixtures("curl_only")
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 

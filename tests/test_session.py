@@ -11,6 +11,9 @@ from locust.exception import CatchResponseError, InterruptTaskSet, LocustError, 
 from locust_c import FastCResponse, ResponseContextManager
 from locust_c.exceptions import BadStatusCode, TooManyRedirects
 
+# Every test runs on both transports (conftest.py's transport fixture).
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 @pytest.fixture
 def client(testserver):

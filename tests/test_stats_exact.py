@@ -19,6 +19,9 @@ from locust.stats import bucket_response_time
 from locust_c import FastCUser
 from locust_c.stats import snapshot
 
+# Every test runs on both transports (conftest.py's transport fixture).
+pytestmark = pytest.mark.usefixtures("transport")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

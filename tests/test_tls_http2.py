@@ -324,3 +324,16 @@ def test_an_inconsistent_ssl_context_raises_pythons_error_at_the_first_request(t
     s, _ = session(tls_server, ssl_context_factory=keylog)
     with pytest.raises(ValueError, match="keylog_filename"):
         s.get("/x")
+
+
+def test_a_user_logged_in_over_https_keeps_its_session_over_http(tls_server, testserver):
+    # One jar for both transports: the https login's cookie goes with plain-http requests to the same host, but
+    # not its Secure one.
+    s, rec = session(tls_server)
+    try:
+        assert s.get("/login").status_code == 200
+        assert {c.name for c in s.cookies} == {"session", "token"}
+        r = s.get(f"{testserver.url}/cookies")
+        assert r.json() == {"session": "abc"} and not rec.failures()
+    finally:
+        s.close()

@@ -9,6 +9,9 @@ from locust.exception import StopTest
 
 from locust_c import FastCUser
 
+# Every test runs on both transports (conftest.py's transport fixture).
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 class Probe(FastCUser):
     wait_time = constant(0)

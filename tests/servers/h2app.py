@@ -18,6 +18,8 @@ async def app(scope, receive, send):
         import asyncio
 
         await asyncio.sleep(0.2)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if scope["path"] == "/login":  # a session cookie for the whole host, and one for https only
+        headers += [(b"set-cookie", b"session=abc; Path=/; HttpOnly"), (b"set-cookie", b"token=t; Path=/; Secure")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
