@@ -408,7 +408,15 @@ int xfer_start(xfer_t *x, request_t *req) {
   }
 
   XFER_SET(x, CURLOPT_URL, url);
-  XFER_SET(x, CURLOPT_HTTPHEADER, req->headers);
+  if (LC_UNLIKELY((req->flags & REQ_POST) && req->body == NULL)) {
+    /* A POST without a body is sent with Content-Length: 0 and, as requests and FastHttpUser send it, no form
+     * Content-Type, which libcurl would add for its empty POSTFIELDS. */
+    x->no_type.data = (char *)"Content-Type:";
+    x->no_type.next = req->headers;
+    XFER_SET(x, CURLOPT_HTTPHEADER, &x->no_type);
+  } else {
+    XFER_SET(x, CURLOPT_HTTPHEADER, req->headers);
+  }
   if (x->client->opts.http2)
     XFER_SET(x, CURLOPT_HTTP_VERSION,
              strncmp(url, "https:", 6) == 0 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);

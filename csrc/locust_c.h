@@ -470,6 +470,7 @@ struct xfer_s {
   int cookie_set;          /* CURLOPT_COOKIE holds a request's cookies: the next request must clear it */
   url_t url;               /* the parts of this hop's URL: the origin of the cookies its response sets */
   buf_t cookies;           /* the Cookie header value of this hop (CURLOPT_COOKIE), NUL-terminated */
+  struct curl_slist no_type; /* "Content-Type:" before the request's own lines, for a POST without a body */
   int connected;           /* the request is on a connection (CURLOPT_PREREQFUNCTION): the read timeout counts */
   int has_location;        /* the last response has a Location header: a 3xx with it is followed */
   int reader_paused;       /* paused until the stream's reader has taken enough (stream.c) */
