@@ -1,11 +1,13 @@
 """CPU per request of FastCUser's two threads: the Python thread (users, gevent) and the engine thread.
 
 ``make bench`` measures whole generators side by side; this splits FastCUser's own cost, to see which side a
-change moves. It runs USERS looping users (``wait_time = constant(0)``, ``GET /``) in this process against the
-C test server, the server pinned to CPU 0 and this process to CPU 1 when there are two, and prints requests per
-CPU-second and the CPU time per request of each thread over a steady window::
+change moves. It runs USERS looping users (``wait_time = constant(0)``, ``GET /``, or with ``--task checkout``
+the benchmark's checkout: a POST with headers and a JSON body checked in ``catch_response``) in this process
+against the C test server, the server pinned to CPU 0 and this process to CPU 1 when there are two, and prints
+requests per CPU-second and the CPU time per request of each thread over a steady window::
 
     .venv/bin/python bench/per_thread.py --users 50 --seconds 6
+    LOCUST_C_TRANSPORT=curl .venv/bin/python bench/per_thread.py --task checkout
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "locustfiles"))
 
 import gevent  # noqa: E402
+from bench_common import ORDER, ORDER_HEADERS, check_order  # noqa: E402
 from locust import constant, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
@@ -43,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=50, help="looping users (default 50)")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of the measured window (default 6)")
+    parser.add_argument("--task", choices=("get", "checkout"), default="get", help="what each user does")
     args = parser.parse_args()
     two_cpus = (os.cpu_count() or 1) >= 2
     if two_cpus:
@@ -53,9 +58,16 @@ def main() -> None:
             host = server.url
             wait_time = constant(0)
 
-            @task
-            def index(self) -> None:
-                self.client.get("/")
+            if args.task == "get":
+                @task
+                def index(self) -> None:
+                    self.client.get("/")
+            else:
+                @task
+                def order(self) -> None:
+                    with self.client.post("/echo", json=ORDER, headers=ORDER_HEADERS, name="/order",
+                                          catch_response=True) as r:
+                        check_order(r)
 
         runner = Environment(user_classes=[Looping], events=events).create_local_runner()
         runner.start(args.users, spawn_rate=args.users)

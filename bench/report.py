@@ -19,7 +19,8 @@ BASELINE = "FastHttpUser"
 CANDIDATE = "FastCUser"
 """The generator the targets are about."""
 
-COLORS = {"wrk": "#7f7f7f", "HttpUser": "#9ecae1", "FastHttpUser": "#3182bd", "FastCUser": "#e6550d"}
+COLORS = {"wrk": "#7f7f7f", "HttpUser": "#9ecae1", "FastHttpUser": "#3182bd", "FastCUser (libcurl)": "#fdae6b",
+          "FastCUser": "#e6550d"}
 
 # ---- formatting ------------------------------------------------------------------------------------------
 

@@ -81,6 +81,14 @@ class GeneratorKind:
     """It writes exact percentiles itself (``--results-json``): no recorder on ``events.request`` is added,
     which would also take it off its batched statistics path."""
 
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment variables of its own, on top of the run's."""
+
+    @property
+    def slug(self) -> str:
+        """The name as it goes into file names."""
+        return "".join(ch if ch.isalnum() else "-" for ch in self.name).strip("-")
+
     @property
     def is_wrk(self) -> bool:
         return self.locustfile is None
@@ -90,6 +98,9 @@ WRK = GeneratorKind("wrk")
 HTTP_USER = GeneratorKind("HttpUser", "http_user.py")
 FAST_HTTP_USER = GeneratorKind("FastHttpUser", "fasthttp_user.py")
 FAST_C_USER = GeneratorKind("FastCUser", "fastc_user.py", exact_histograms=True)
+# The same user with every request through libcurl (LOCUST_C_TRANSPORT=curl): what the native transport changes.
+FAST_C_USER_CURL = GeneratorKind("FastCUser (libcurl)", "fastc_user.py", exact_histograms=True,
+                                 env=(("LOCUST_C_TRANSPORT", "curl"),))
 
 
 @dataclass
@@ -179,10 +190,10 @@ def parse_args(argv: list[str] | None) -> Settings:
         latency_users=args.latency_users, latency_path=args.latency_path, idle_users=args.idle_users,
         idle_rate=args.idle_rate, settle=args.settle, server_cpu=server_cpu, generator_cpu=generator_cpu,
         out_dir=args.out_dir, work_dir=args.keep_work, sections=sections, retries=max(0, args.retries),
-        throughput_kinds=[*wrk, *http, FAST_HTTP_USER, FAST_C_USER],
-        checkout_kinds=[*http, FAST_HTTP_USER, FAST_C_USER],
-        latency_kinds=[*wrk, *http, FAST_HTTP_USER, FAST_C_USER],
-        memory_kinds=[FAST_HTTP_USER, FAST_C_USER],
+        throughput_kinds=[*wrk, *http, FAST_HTTP_USER, FAST_C_USER_CURL, FAST_C_USER],
+        checkout_kinds=[*http, FAST_HTTP_USER, FAST_C_USER_CURL, FAST_C_USER],
+        latency_kinds=[*wrk, *http, FAST_HTTP_USER, FAST_C_USER_CURL, FAST_C_USER],
+        memory_kinds=[FAST_HTTP_USER, FAST_C_USER_CURL, FAST_C_USER],
     )
 
 
@@ -267,7 +278,7 @@ def busy_run(ctx: Context, section: str, kind: GeneratorKind, users: int, second
              user_class: str = "Busy") -> Measurement:
     """Run one generator flat out for ``seconds``; returns what it measured (``error`` set when it failed)."""
     m = Measurement(section=section, generator=kind.name, users=users)
-    label = f"{section}-{kind.name}"
+    label = f"{section}-{kind.slug}"
     json_prefix = ctx.log_dir / label
     latency_file = ctx.log_dir / f"{label}.latency.json"
     if kind.is_wrk:
@@ -275,7 +286,7 @@ def busy_run(ctx: Context, section: str, kind: GeneratorKind, users: int, second
         env = ctx.env
     else:
         cmd = locust_command(ctx, kind, user_class, users, users, seconds, json_prefix)
-        env = {**ctx.env, "BENCH_PATH": path}
+        env = {**ctx.env, **dict(kind.env), "BENCH_PATH": path}
         if section == "latency" and kind.exact_histograms:
             cmd += ["--results-json", str(latency_file)]
         elif section == "latency":
@@ -319,7 +330,7 @@ def idle_rss(ctx: Context, kind: GeneratorKind, users: int, label: str) -> tuple
     spawn_seconds = users / rate
     bound = int(spawn_seconds + s.settle + 120)  # a bound only: the generator is stopped once measured
     cmd = locust_command(ctx, kind, "Idle", users, rate, bound, ctx.log_dir / label)
-    with Generator(cmd, ctx.env, ctx.log_dir, label) as gen:
+    with Generator(cmd, {**ctx.env, **dict(kind.env)}, ctx.log_dir, label) as gen:
         gen.wait_for_output(SPAWNED, timeout=spawn_seconds * 5 + 60)
         time.sleep(s.settle)
         if not gen.running():
@@ -335,9 +346,9 @@ def memory_run(ctx: Context, kind: GeneratorKind) -> Measurement:
     users = ctx.settings.idle_users
     m = Measurement(section="memory", generator=kind.name, users=users)
     try:
-        base, _, _ = idle_rss(ctx, kind, 1, f"memory-{kind.name}-1")
+        base, _, _ = idle_rss(ctx, kind, 1, f"memory-{kind.slug}-1")
         wait_server_idle(ctx)
-        full, m.server_connections, m.command = idle_rss(ctx, kind, users, f"memory-{kind.name}-{users}")
+        full, m.server_connections, m.command = idle_rss(ctx, kind, users, f"memory-{kind.slug}-{users}")
     except (GeneratorError, OSError, psutil.Error, KeyError) as exc:
         m.error = str(exc)
         return m
