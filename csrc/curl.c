@@ -381,6 +381,13 @@ int xfer_start(xfer_t *x, request_t *req) {
   if (url_split(url, &x->url) != 0) memset(&x->url, 0, sizeof(x->url)); /* no cookies: libcurl will refuse it */
   x->read_timeout_ms = req->read_timeout_ms ? req->read_timeout_ms : x->client->opts.read_timeout_ms;
   if (x->read_timeout_ms) engine_watch_reads(e, x->read_timeout_ms);
+  if (LC_UNLIKELY(req->redirects > 0 && x->client->opts.timeout_ms)) {
+    /* request_timeout bounds the whole request: a later hop has what the earlier ones left of it. */
+    uint64_t spent = uv_now(&e->loop) - req->started_ms;
+    long left = spent < (uint64_t)x->client->opts.timeout_ms ? x->client->opts.timeout_ms - (long)spent : 1;
+    XFER_SET(x, CURLOPT_TIMEOUT_MS, left);
+    x->client_serial = 0;
+  }
   if (LC_UNLIKELY(req->connect_timeout_ms)) {
     XFER_SET(x, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     x->client_serial = 0; /* the next transfer on this handle sets the client's own again */

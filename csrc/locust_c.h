@@ -1,8 +1,8 @@
 /*
  * locust-c private header: the C engine behind FastCUser.
  *
- * Threading model. Each engine_t owns one native thread running one libuv loop that drives one libcurl multi
- * handle. Python (holding the GIL) only ever does two things with an engine: it hands work over through the
+ * Threading model. Each engine_t owns one native thread running one libuv loop, which carries plain http://
+ * requests on its own TCP streams (native.c) and drives one libcurl multi handle for the rest (curl.c). Python (holding the GIL) only ever does two things with an engine: it hands work over through the
  * command queue (engine_submit and friends, then uv_async_send) and it takes finished requests back in
  * batches (engine_drain), woken by an eventfd that the gevent hub watches. The engine thread never touches a
  * Python object and never takes the GIL; the only Python value it carries is an opaque token pointer, which
@@ -270,6 +270,7 @@ struct request_s {
   int64_t total_us;
   int64_t redirects;
   int64_t hops_us;  /* the response times of the redirects followed before this hop */
+  uint64_t started_ms; /* loop time its first hop started: request_timeout counts from here */
   double done_time; /* wall clock (seconds since the epoch) when the last byte arrived */
   buf_t head; /* header block of the last response */
   buf_t redirects_head; /* the header blocks of the redirects followed before it, one after the other */

@@ -38,7 +38,7 @@ struct conn_s {
   url_t url;           /* the hop's URL: cookies' origin, the authority to reuse the connection for */
   char authority[264]; /* "host:port" it connects to, lower-case */
   uint64_t start_ns;   /* the hop started */
-  uint64_t start_ms, last_io; /* loop times: the hop started, the server last sent or the request went out */
+  uint64_t last_io;    /* loop time the server last sent something, or the request went out */
   long read_timeout_ms;
   conn_state_t state;
   int handles;         /* open libuv handles: freed when both have closed */
@@ -776,7 +776,6 @@ void native_start(client_t *c, request_t *req, const url_t *u) {
     found->start_ns = uv_hrtime();
   }
   conn = found;
-  conn->start_ms = uv_now(&e->loop);
   conn->received = conn->sent = conn->follow = conn->has_location = 0;
   h1_begin(&conn->parser, req->flags & REQ_HEAD);
   conn->read_timeout_ms = req->read_timeout_ms ? req->read_timeout_ms : c->opts.read_timeout_ms;
@@ -799,7 +798,7 @@ int native_check_reads(client_t *c, uint64_t now) {
     next = conn->next; /* a failing request's connection closes */
     if (conn->req == NULL) continue;
     watched++;
-    if (c->opts.timeout_ms && now - conn->start_ms >= (uint64_t)c->opts.timeout_ms) {
+    if (c->opts.timeout_ms && now - conn->req->started_ms >= (uint64_t)c->opts.timeout_ms) {
       snprintf(message, sizeof(message), "Operation timed out after %ld milliseconds", c->opts.timeout_ms);
       conn_fail(conn, CURLE_OPERATION_TIMEDOUT, 0, message);
     } else if (conn->read_timeout_ms && conn->sent && now - conn->last_io >= (uint64_t)conn->read_timeout_ms) {

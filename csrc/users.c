@@ -1,8 +1,9 @@
 /*
- * One simulated user (client_t): its libcurl share (connection cache and cookie jar), its transfers in flight
- * and the requests waiting for a connection, cancelling and closing, setting an idle user aside, and the cookie
- * jar as Python edits it. Everything here runs on the engine thread, except client_create and the reference
- * counting, which the Python side calls.
+ * One simulated user (client_t): the transport each of its requests takes (native.c for plain http://, curl.c
+ * for the rest), its libcurl share (connection cache) when it has libcurl transfers, the requests waiting for a
+ * connection, cancelling and closing, setting an idle user aside, and its cookie jar as Python edits it.
+ * Everything here runs on the engine thread, except client_create and the reference counting, which the Python
+ * side calls.
  */
 #include "locust_c.h"
 
@@ -134,6 +135,7 @@ void client_start(client_t *c, request_t *req) {
   xfer_t *x = e->idle;
   url_t u;
   int rc;
+  if (req->started_ms == 0) req->started_ms = uv_now(&e->loop);
   if (LC_LIKELY(native_eligible(c, req, &u))) {
     native_start(c, req, &u);
     return;

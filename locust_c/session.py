@@ -193,7 +193,7 @@ def _multipart(files: Any, data: Any) -> tuple[bytes, str]:
 
 
 def _cookie_from_line(line: str) -> Cookie | None:
-    """A cookie of the engine's jar, from libcurl's Netscape cookie-file line."""
+    """A cookie of the engine's jar, from its Netscape cookie-file line (csrc/cookies.c)."""
     fields = line.split("\t")
     if len(fields) != 7:
         return None
@@ -207,7 +207,7 @@ def _cookie_from_line(line: str) -> Cookie | None:
 
 
 def _cookie_line(cookie: Cookie, host: str) -> str:
-    """A cookie as a Netscape cookie-file line for libcurl's jar; a cookie without a domain is the host's."""
+    """A cookie as a Netscape cookie-file line for the engine's jar; a cookie without a domain is the host's."""
     fields = (cookie.name, cookie.value or "", cookie.domain, cookie.path)
     if any(ch in field for field in fields for ch in "\t\r\n\0"):
         raise ValueError(f"cookie {cookie.name!r}: tabs, CR, LF and NUL cannot be sent in a cookie")
@@ -221,7 +221,7 @@ def _cookie_line(cookie: Cookie, host: str) -> str:
 class FastCCookieJar(RequestsCookieJar):
     """``client.cookies``: the user's cookie jar as requests' ``RequestsCookieJar``.
 
-    The jar itself lives in the engine, where libcurl keeps it per user. This is a copy of it taken when
+    The jar itself lives in the engine, one per user for both transports. This is a copy of it taken when
     ``client.cookies`` was read; setting, deleting or clearing a cookie here changes the engine's jar too, so the
     next request sends it. Read ``client.cookies`` again to see what later responses set.
     """
@@ -235,7 +235,7 @@ class FastCCookieJar(RequestsCookieJar):
 
     def clear(self, domain: str | None = None, path: str | None = None, name: str | None = None) -> None:
         super().clear(domain, path, name)
-        if self._session is not None:  # libcurl removes no single cookie: the jar is set to what is left
+        if self._session is not None:  # the jar is set to what is left, in one operation
             self._session._cookie_op(["ALL", *(_cookie_line(c, self._session._host) for c in self)])
 
     def __getstate__(self) -> dict[str, Any]:
@@ -923,7 +923,7 @@ class FastCSession:
         return urlparse(self.base_url).hostname or "localhost"
 
     def _cookie_op(self, lines: list[str]) -> list[str]:
-        """Changes the engine's jar by ``lines`` (CURLOPT_COOKIELIST's: "ALL", Netscape lines) and returns the
+        """Changes the engine's jar by ``lines`` ("ALL", Netscape lines: see jar_load_line) and returns the
         jar's lines after the change. Waits for the engine as a request does; nothing is sent to the server."""
         client = self._client
         if client is None or not self._handle.valid:

@@ -231,6 +231,25 @@ def test_network_timeout_bounds_each_wait_not_the_whole_request():
             s.close()
 
 
+def test_request_timeout_bounds_the_redirects_together():
+    # Each hop answers within the limit, the three together do not: the engine follows them, and its clock is the
+    # request's, not the hop's.
+    from rawserver import KEEP, RawServer
+
+    def hop(to: str) -> list:
+        return [0.3, f"HTTP/1.1 302 Found\r\nLocation: /{to}\r\nContent-Length: 0\r\n\r\n".encode(), KEEP]
+
+    scripts = {"a": hop("b"), "b": hop("c"), "c": [0.3, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", KEEP]}
+    with RawServer(scripts) as server:
+        s, _ = session(server.url, request_timeout=0.5)
+        try:
+            assert s.get("/c").content == b"ok"
+            r = s.get("/a")
+            assert r.status_code == 0 and isinstance(r.error, TimeoutError), repr(r.error)
+        finally:
+            s.close()
+
+
 def test_client_cookies_show_what_the_server_set_and_send_what_python_sets(testserver):
     """HttpUser's client.cookies (requests' RequestsCookieJar) over the jar the engine keeps for the user."""
     import requests.cookies

@@ -2,8 +2,8 @@
  * A C-only stress test of the engine's queues and life cycle, for ThreadSanitizer (make sanitize builds and runs
  * it): no Python, no gevent, whose stack switching TSan cannot follow. One thread submits, cancels and closes
  * while the engine thread runs the requests against a small keep-alive server on loopback and hands completions
- * back, one in fifty a gzipped body decoded across paused turns; every request must come back exactly once, and
- * the counters must settle.
+ * back, one in fifty a gzipped body decoded across paused turns; every other user is on the native transport, the
+ * rest on libcurl. Every request must come back exactly once, and the counters must settle.
  *
  *   engine_stress [users] [requests]
  */
@@ -137,6 +137,7 @@ int main(int argc, char **argv) {
   engine_t engine;
   client_t **clients = calloc((size_t)users, sizeof(*clients));
   client_options_t opts = {.connect_timeout_ms = 5000, .timeout_ms = 5000, .max_connections = 2, .insecure = 1};
+  client_options_t native = opts;
   size_t submitted = 0, finished = 0, ok = 0, cancelled = 0, other = 0;
   char url[64];
 
@@ -153,7 +154,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cannot start the engine\n");
     return 2;
   }
-  for (int i = 0; i < users; i++) clients[i] = client_create(&engine, &opts);
+  native.native = 1;
+  for (int i = 0; i < users; i++) clients[i] = client_create(&engine, i % 2 ? &native : &opts);
 
   /* Submit in waves, cancel every seventh request, and close and replace a user now and then. */
   while (submitted < (size_t)total) {
@@ -164,7 +166,7 @@ int main(int argc, char **argv) {
       if (id % 997 == 0) {
         send_command(&engine, clients[i], CMD_CLOSE_CLIENT, 0);
         client_unref(clients[i]);
-        clients[i] = client_create(&engine, &opts);
+        clients[i] = client_create(&engine, i % 2 ? &native : &opts);
       }
     }
     struct pollfd pfd = {.fd = engine.event_fd, .events = POLLIN};
@@ -191,10 +193,11 @@ int main(int argc, char **argv) {
   curl_global_cleanup();
   free(clients); /* zipped stays: detached connection threads may still be sending it */
 
-  int failed = finished != submitted || counters.in_flight != 0 || other != 0 || ok == 0 || counters.decode_pauses == 0;
-  printf("%zu requests: %zu ok, %zu cancelled, %zu other; in flight at the end: %llu; decode pauses: %llu\n",
-         submitted, ok, cancelled, other, (unsigned long long)counters.in_flight,
-         (unsigned long long)counters.decode_pauses);
+  int failed = finished != submitted || counters.in_flight != 0 || other != 0 || ok == 0 ||
+               counters.decode_pauses == 0 || counters.native == 0;
+  printf("%zu requests: %zu ok, %zu cancelled, %zu other; in flight at the end: %llu; decode pauses: %llu; "
+         "native: %llu\n", submitted, ok, cancelled, other, (unsigned long long)counters.in_flight,
+         (unsigned long long)counters.decode_pauses, (unsigned long long)counters.native);
   printf("%d passed, %d failed\n", failed ? 0 : 1, failed ? 1 : 0);
   return failed;
 }
