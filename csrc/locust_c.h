@@ -603,6 +603,7 @@ struct engine_s {
   uint64_t set_aside_after_ms;
   int hand_back_again;     /* libcurl honours CURL_SOCKOPT_ALREADY_CONNECTED (8.0 and later) */
   char *native_buf; /* NATIVE_READ_BUFFER bytes, made on the first native read */
+  buf_t native_out; /* the header block of the native request being written (native.c's conn_send) */
   xfer_t *idle; /* easy handles between transfers, shared by every client of the engine */
   int nidle;
   int nidle_low; /* the fewest idle handles since the last sweep: that many were not needed */

@@ -509,6 +509,7 @@ void engine_destroy(engine_t *e) {
   uv_loop_close(&e->loop);
   engine_socks_free(e);
   free(e->native_buf);
+  buf_free(&e->native_out);
   pthread_mutex_destroy(&e->lock);
   close(e->event_fd);
 }

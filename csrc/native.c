@@ -22,33 +22,35 @@
 
 typedef enum { CONN_RESOLVING, CONN_CONNECTING, CONN_READY, CONN_CLOSED } conn_state_t;
 
+/*
+ * A connection holds what an idle one needs and little else, because an idle user keeps one: the TCP handle, the
+ * parser, and the hop's URL parts. The connect and write requests, a compressed body's decoder and the request
+ * bytes that did not go out at once are allocated while they are needed; the connect timeout is the read watch's.
+ */
 struct conn_s {
   uv_tcp_t tcp;        /* data: this connection */
-  uv_timer_t timer;    /* the connect timeout */
-  uv_connect_t connect;
-  uv_write_t write;
   client_t *client;
   conn_t *next;        /* the client's connections */
   request_t *req;      /* the request it carries, NULL while idle */
   uv_getaddrinfo_t *resolve;      /* the name lookup in flight, or NULL */
   struct addrinfo *addrs, *addr;  /* the name's addresses, and the one being tried */
   h1_parser_t parser;
-  decoder_t decoder;   /* the response's Content-Encoding */
-  buf_t out;           /* the request's header block */
+  decoder_t *decoder;  /* made for the first response with a Content-Encoding, kept for the next */
   url_t url;           /* the hop's URL: cookies' origin, the authority to reuse the connection for */
-  char authority[264]; /* "host:port" it connects to, lower-case */
+  char *authority;     /* "host:port" it connects to, lower-case */
   uint64_t start_ns;   /* the hop started */
+  uint64_t connect_since; /* loop time the connect (or name lookup) began, while there is one */
   uint64_t last_io;    /* loop time the server last sent something, or the request went out */
   long read_timeout_ms;
   conn_state_t state;
-  int handles;         /* open libuv handles: freed when both have closed */
   int reopening;       /* the socket of an address that failed is closing, to connect to the next one */
   int responses;       /* responses it carried: a reused connection may have died idle */
   int received;        /* a byte of this response arrived */
   int sent;            /* the whole request went out */
+  int writing;         /* a uv_write of the request is still under way */
   int follow;          /* the response is a redirect the engine follows: its body is skipped */
   int has_location;
-  int64_t connect_ms;  /* this connect's timeout */
+  long connect_ms;     /* this connect's timeout, 0 for none */
   /* The decode budget (ENGINE_DECODE_BUDGET): a paused connection stops reading until the next loop iteration. */
   int paused;
   size_t decode_skip;  /* bytes of the body segment fed again on resuming that were decoded already */
@@ -75,11 +77,13 @@ int native_eligible(client_t *c, request_t *req, url_t *u) {
 
 static void conn_handle_closed_cb(uv_handle_t *handle) {
   conn_t *conn = handle->data;
-  if (--conn->handles > 0) return;
-  buf_free(&conn->out);
   buf_free(&conn->pending);
-  decode_end(&conn->decoder);
+  if (conn->decoder) {
+    decode_end(conn->decoder);
+    free(conn->decoder);
+  }
   if (conn->addrs) uv_freeaddrinfo(conn->addrs);
+  free(conn->authority);
   free(conn);
 }
 
@@ -101,26 +105,23 @@ static void conn_close(conn_t *conn) {
     uv_cancel((uv_req_t *)conn->resolve);
     conn->resolve = NULL;
   }
-  uv_close((uv_handle_t *)&conn->timer, conn_handle_closed_cb);
   if (!conn->reopening) uv_close((uv_handle_t *)&conn->tcp, conn_handle_closed_cb); /* else conn_reopen_cb does */
 }
 
 static conn_t *conn_create(client_t *c, const url_t *u) {
   engine_t *e = c->engine;
   conn_t *conn = calloc(1, sizeof(*conn));
-  size_t i, n;
+  size_t i, n = u->host_len;
   if (conn == NULL) return NULL;
-  if (uv_tcp_init(&e->loop, &conn->tcp) != 0) {
+  if ((conn->authority = malloc(n + 8)) == NULL || uv_tcp_init(&e->loop, &conn->tcp) != 0) {
+    free(conn->authority);
     free(conn);
     return NULL;
   }
-  uv_timer_init(&e->loop, &conn->timer);
-  conn->tcp.data = conn->timer.data = conn;
-  conn->handles = 2;
+  conn->tcp.data = conn;
   conn->client = c;
-  n = u->host_len < 255 ? u->host_len : 255;
   for (i = 0; i < n; i++) conn->authority[i] = (char)((u->host[i] >= 'A' && u->host[i] <= 'Z') ? u->host[i] | 0x20 : u->host[i]);
-  snprintf(conn->authority + n, sizeof(conn->authority) - n, ":%d", u->port);
+  snprintf(conn->authority + n, 8, ":%d", u->port);
   conn->next = c->conns;
   c->conns = conn;
   c->nconns++;
@@ -164,7 +165,7 @@ static request_t *conn_take(conn_t *conn, int keep) {
   conn->req = NULL;
   c->nactive--;
   if (c->nactive == 0) c->idle_since = uv_now(&c->engine->loop);
-  decode_end(&conn->decoder);
+  if (conn->decoder) decode_end(conn->decoder);
   if (!keep) conn_close(conn);
   return req;
 }
@@ -235,14 +236,14 @@ static void conn_complete(conn_t *conn, int keep) {
   uint64_t end_ns = e->io_wake_ns ? e->io_wake_ns : uv_hrtime(); /* the last bytes were there when the loop woke */
   int64_t hop_us = end_ns > conn->start_ns ? (int64_t)((end_ns - conn->start_ns) / 1000) : 0;
   int follow = conn->follow;
-  if (LC_UNLIKELY(!follow && decode_finish(&conn->decoder) != 0)) {
+  if (LC_UNLIKELY(!follow && conn->decoder && decode_finish(conn->decoder) != 0)) {
     conn_fail(conn, REQ_ERR_BAD_ENCODING, 0, "cannot decode the response body: its compressed stream stops short");
     return;
   }
   req->status = conn->parser.status;
   req->result = CURLE_OK;
   conn->responses++;
-  conn_take(conn, keep && conn->parser.keep_alive);
+  conn_take(conn, keep && conn->parser.keep_alive && !conn->writing); /* see conn_send */
   if (LC_UNLIKELY(follow)) {
     int rc = request_follow(req, c->opts.max_redirects, hop_us);
     if (rc > 0) {
@@ -312,8 +313,9 @@ static int conn_on_field(void *ud, const h1_parser_t *p, const char *name, size_
     conn->has_location = n > 0;
   } else if (name_len == 16 && strncasecmp(name, "content-encoding", 16) == 0) {
     /* A second coding line would be a second coding: one is understood (decode_begin), two are refused. */
-    if (conn->decoder.coding != CODING_NONE) return REQ_ERR_BAD_ENCODING;
-    return decode_begin(&conn->decoder, v, n);
+    if (conn->decoder == NULL && (conn->decoder = calloc(1, sizeof(*conn->decoder))) == NULL) return REQ_ERR_NO_MEMORY;
+    if (conn->decoder->coding != CODING_NONE) return REQ_ERR_BAD_ENCODING;
+    return decode_begin(conn->decoder, v, n);
   }
   return 0;
 }
@@ -326,7 +328,8 @@ static int conn_on_head(void *ud, const h1_parser_t *p) {
   conn->follow = (req->flags & REQ_FOLLOW_REDIRECTS) && status >= 300 && status < 400 && status != 304 &&
                  conn->has_location;
   /* A body whose Content-Length is over the limit already is refused now (see xfer_body_refused). */
-  if (max > 0 && p->content_length > max && conn->decoder.coding == CODING_NONE && !(req->flags & REQ_HEAD) &&
+  if (max > 0 && p->content_length > max && (!conn->decoder || conn->decoder->coding == CODING_NONE) &&
+      !(req->flags & REQ_HEAD) &&
       status != 204 && !(status >= 300 && status < 400))
     return REQ_ERR_BODY_TOO_LARGE;
   return 0;
@@ -344,18 +347,20 @@ static int conn_on_body(void *ud, const char *data, size_t len) {
   buf_t *content = &conn->req->content;
   int rc;
   if (LC_UNLIKELY(conn->follow)) return 0; /* a redirect's body: nobody reads it */
-  if (LC_LIKELY(conn->decoder.coding == CODING_NONE)) return decode_write(&conn->decoder, data, len, content, max,
-                                                                          SIZE_MAX, &used);
+  if (LC_LIKELY(conn->decoder == NULL || conn->decoder->coding == CODING_NONE)) {
+    if (max > 0 && content->len + len > max) return REQ_ERR_BODY_TOO_LARGE;
+    return buf_append(content, data, len) == 0 ? 0 : REQ_ERR_NO_MEMORY;
+  }
   assert(skip <= len);
   if (e->decoded >= ENGINE_DECODE_BUDGET) return H1_PAUSE;
   before = content->len;
-  rc = decode_write(&conn->decoder, data + skip, len - skip, content, max, ENGINE_DECODE_BUDGET - e->decoded, &used);
+  rc = decode_write(conn->decoder, data + skip, len - skip, content, max, ENGINE_DECODE_BUDGET - e->decoded, &used);
   e->decoded += content->len - before;
   if (rc != 0) {
     conn->decode_skip = 0;
     return rc;
   }
-  if (skip + used < len || decode_pending(&conn->decoder)) {
+  if (skip + used < len || decode_pending(conn->decoder)) {
     conn->decode_skip = skip + used;
     return H1_PAUSE;
   }
@@ -428,6 +433,20 @@ void native_resume(engine_t *e) {
   }
 }
 
+/*
+ * libuv reports the end of a stream when epoll says the peer hung up after a read that did not fill its buffer,
+ * without reading again: a reset that came right after the last bytes reads as an orderly close. The socket's
+ * pending error tells them apart, so that a reset is a reset, as libcurl (which reads again) reports it.
+ */
+static ssize_t conn_eof_error(conn_t *conn) {
+  uv_os_fd_t fd;
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (uv_fileno((uv_handle_t *)&conn->tcp, &fd) == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err)
+    return -err;
+  return UV_EOF;
+}
+
 static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   conn_t *conn = stream->data;
   engine_t *e = conn->client->engine;
@@ -441,6 +460,7 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
   }
   if (e->io_wake_ns == 0) e->io_wake_ns = uv_hrtime();
   if (nread < 0) {
+    if (nread == UV_EOF) nread = conn_eof_error(conn);
     if (nread == UV_EOF) {
       rc = h1_finish(&conn->parser, req->head.len);
       if (rc == H1_COMPLETE)
@@ -461,17 +481,6 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
 
 /* ---- connecting -------------------------------------------------------------------------------------- */
 
-static void conn_connect_timeout_cb(uv_timer_t *timer) {
-  conn_t *conn = timer->data;
-  char message[96];
-  snprintf(message, sizeof(message), "Connection timed out after %lld milliseconds", (long long)conn->connect_ms);
-  if (conn->req == NULL) {
-    conn_close(conn);
-    return;
-  }
-  conn_fail(conn, CURLE_OPERATION_TIMEDOUT, 0, message);
-}
-
 /* The socket of a failed address has closed: a new one tries the next address, unless the connection closed. */
 static void conn_reopen_cb(uv_handle_t *handle) {
   conn_t *conn = handle->data;
@@ -487,6 +496,7 @@ static void conn_reopen_cb(uv_handle_t *handle) {
 
 static void conn_connected_cb(uv_connect_t *connect, int status) {
   conn_t *conn = connect->handle->data;
+  free(connect);
   if (conn->state == CONN_CLOSED) return; /* closed while connecting (timed out, cancelled) */
   if (status < 0) {
     if (conn->addr != NULL && conn->addr->ai_next != NULL) { /* the name has another address: try it */
@@ -496,7 +506,6 @@ static void conn_connected_cb(uv_connect_t *connect, int status) {
       uv_close((uv_handle_t *)&conn->tcp, conn_reopen_cb);
       return;
     }
-    uv_timer_stop(&conn->timer);
     if (conn->req == NULL) {
       conn_close(conn);
       return;
@@ -508,7 +517,7 @@ static void conn_connected_cb(uv_connect_t *connect, int status) {
     }
     return;
   }
-  uv_timer_stop(&conn->timer);
+  conn->connect_since = 0;
   conn->state = CONN_READY;
   uv_tcp_nodelay(&conn->tcp, 1);
   uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb);
@@ -517,12 +526,12 @@ static void conn_connected_cb(uv_connect_t *connect, int status) {
 
 /* Connects to conn->addr. */
 static void conn_connect(conn_t *conn) {
-  int rc;
+  uv_connect_t *connect = malloc(sizeof(*connect)); /* freed by its callback, which libuv always calls */
+  int rc = connect == NULL ? UV_ENOMEM : uv_tcp_connect(connect, &conn->tcp, conn->addr->ai_addr, conn_connected_cb);
   conn->state = CONN_CONNECTING;
-  rc = uv_tcp_connect(&conn->connect, &conn->tcp, conn->addr->ai_addr, conn_connected_cb);
   if (rc != 0) {
     char message[160];
-    uv_timer_stop(&conn->timer);
+    free(connect);
     snprintf(message, sizeof(message), "Failed to connect to %.100s: %s", conn->authority, strerror(-rc));
     if (conn->req)
       conn_fail(conn, CURLE_COULDNT_CONNECT, -rc, message);
@@ -542,7 +551,6 @@ static void conn_resolved_cb(uv_getaddrinfo_t *resolve, int status, struct addri
   if (status < 0 || res == NULL) {
     char message[320];
     if (res) uv_freeaddrinfo(res);
-    uv_timer_stop(&conn->timer);
     snprintf(message, sizeof(message), "Could not resolve host: %.*s", (int)conn->url.host_len, conn->url.host);
     if (conn->req)
       conn_fail(conn, CURLE_COULDNT_RESOLVE_HOST, 0, message);
@@ -556,7 +564,7 @@ static void conn_resolved_cb(uv_getaddrinfo_t *resolve, int status, struct addri
 
 /*
  * Opens the connection for its first request: an address literal at once, a name through libuv's resolver (the
- * thread pool, as libcurl's threaded resolver). The connect timeout covers both.
+ * thread pool, as libcurl's threaded resolver). The connect timeout covers both (native_check_reads).
  */
 static int conn_open(conn_t *conn, const url_t *u, long connect_timeout_ms) {
   engine_t *e = conn->client->engine;
@@ -566,7 +574,8 @@ static int conn_open(conn_t *conn, const url_t *u, long connect_timeout_ms) {
   host[u->host_len] = '\0';
   snprintf(port, sizeof(port), "%d", u->port);
   conn->connect_ms = connect_timeout_ms;
-  if (connect_timeout_ms > 0) uv_timer_start(&conn->timer, conn_connect_timeout_cb, (uint64_t)connect_timeout_ms, 0);
+  conn->connect_since = uv_now(&e->loop);
+  if (connect_timeout_ms > 0) engine_watch_reads(e, connect_timeout_ms); /* the watch times connects out too */
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -608,8 +617,7 @@ static int line_names(const char *line, const char *name, size_t n) {
  * then the user's lines, then the body's Content-Length. A line "Name:" with no value only stops the transport
  * sending its own Name; "Name;" sends Name with an empty value (CURLOPT_HTTPHEADER's rules).
  */
-static int conn_build(conn_t *conn, request_t *req) {
-  buf_t *o = &conn->out;
+static int conn_build(conn_t *conn, request_t *req, buf_t *o) {
   const url_t *u = &conn->url;
   int host = 0, accept = 0, agent = 0, length = 0, rc = 0;
   int with_length = req->body != NULL || (req->flags & REQ_POST);
@@ -686,9 +694,17 @@ static int conn_build(conn_t *conn, request_t *req) {
   return rc ? -ENOMEM : 0;
 }
 
+/* A write the socket did not take at once: the header bytes it still has to send are copied in here. */
+typedef struct {
+  uv_write_t write;
+  char head[];
+} conn_write_t;
+
 static void conn_written_cb(uv_write_t *write, int status) {
   conn_t *conn = write->handle->data;
+  free(write);
   if (conn->state == CONN_CLOSED || conn->req == NULL) return;
+  conn->writing = 0;
   if (status < 0) {
     conn_fail_errno(conn, CURLE_SEND_ERROR, "Send failure", status);
     return;
@@ -697,21 +713,29 @@ static void conn_written_cb(uv_write_t *write, int status) {
   conn->last_io = uv_now(&conn->client->engine->loop);
 }
 
-/* Writes the request: at once when the socket takes it all (the usual case), the rest when it can. */
+/*
+ * Writes the request: its header block, built in the engine's scratch buffer, and its body, in one uv_try_write
+ * when the socket takes it all (the usual case); what it does not take goes through uv_write, the header bytes
+ * copied (the scratch buffer is the next request's) and the body read from the request, which stays until the
+ * write is done: a request that ends before (an early answer, a cancel) closes the connection (conn_complete).
+ */
 static void conn_send(conn_t *conn) {
+  engine_t *e = conn->client->engine;
   request_t *req = conn->req;
+  buf_t *o = &e->native_out;
+  conn_write_t *w;
   uv_buf_t bufs[2];
   unsigned nbufs = 1;
-  size_t total;
+  size_t total, head_left;
   int n;
-  if (conn_build(conn, req) != 0) {
+  if (conn_build(conn, req, o) != 0) {
     conn_fail(conn, REQ_ERR_NO_MEMORY, 0, "out of memory writing the request");
     return;
   }
-  bufs[0] = uv_buf_init(conn->out.data, (unsigned)conn->out.len);
+  bufs[0] = uv_buf_init(o->data, (unsigned)o->len);
   if (req->body_len > 0) bufs[nbufs++] = uv_buf_init((char *)req->body, (unsigned)req->body_len);
-  total = conn->out.len + req->body_len;
-  conn->last_io = uv_now(&conn->client->engine->loop);
+  total = o->len + req->body_len;
+  conn->last_io = uv_now(&e->loop);
   n = uv_try_write((uv_stream_t *)&conn->tcp, bufs, nbufs);
   if (LC_LIKELY(n >= 0 && (size_t)n == total)) {
     conn->sent = 1;
@@ -722,18 +746,26 @@ static void conn_send(conn_t *conn) {
     return;
   }
   if (n < 0) n = 0;
-  /* What the socket did not take goes through uv_write, whose buffers must live until it is done: the header
-   * block and the body both do, in the connection and the request. */
-  if ((size_t)n < conn->out.len) {
-    bufs[0].base += n;
-    bufs[0].len -= (size_t)n;
-  } else {
-    size_t skip = (size_t)n - conn->out.len;
-    bufs[0] = uv_buf_init((char *)req->body + skip, (unsigned)(req->body_len - skip));
-    nbufs = 1;
+  head_left = (size_t)n < o->len ? o->len - (size_t)n : 0;
+  if ((w = malloc(sizeof(*w) + head_left)) == NULL) {
+    conn_fail(conn, REQ_ERR_NO_MEMORY, 0, "out of memory writing the request");
+    return;
   }
-  if ((n = uv_write(&conn->write, (uv_stream_t *)&conn->tcp, bufs, nbufs, conn_written_cb)) != 0)
+  nbufs = 0;
+  if (head_left > 0) {
+    memcpy(w->head, o->data + n, head_left);
+    bufs[nbufs++] = uv_buf_init(w->head, (unsigned)head_left);
+  }
+  if (req->body_len > 0) {
+    size_t skip = head_left > 0 ? 0 : (size_t)n - o->len;
+    bufs[nbufs++] = uv_buf_init((char *)req->body + skip, (unsigned)(req->body_len - skip));
+  }
+  conn->writing = 1;
+  if ((n = uv_write(&w->write, (uv_stream_t *)&conn->tcp, bufs, nbufs, conn_written_cb)) != 0) {
+    free(w);
+    conn->writing = 0;
     conn_fail_errno(conn, CURLE_SEND_ERROR, "Send failure", n);
+  }
 }
 
 /*
@@ -798,7 +830,10 @@ int native_check_reads(client_t *c, uint64_t now) {
     next = conn->next; /* a failing request's connection closes */
     if (conn->req == NULL) continue;
     watched++;
-    if (c->opts.timeout_ms && now - conn->req->started_ms >= (uint64_t)c->opts.timeout_ms) {
+    if (conn->connect_since && conn->connect_ms && now - conn->connect_since >= (uint64_t)conn->connect_ms) {
+      snprintf(message, sizeof(message), "Connection timed out after %ld milliseconds", conn->connect_ms);
+      conn_fail(conn, CURLE_OPERATION_TIMEDOUT, 0, message);
+    } else if (c->opts.timeout_ms && now - conn->req->started_ms >= (uint64_t)c->opts.timeout_ms) {
       snprintf(message, sizeof(message), "Operation timed out after %ld milliseconds", c->opts.timeout_ms);
       conn_fail(conn, CURLE_OPERATION_TIMEDOUT, 0, message);
     } else if (conn->read_timeout_ms && conn->sent && now - conn->last_io >= (uint64_t)conn->read_timeout_ms) {
