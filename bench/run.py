@@ -6,7 +6,9 @@ CPU, with the generator pinned to another, so that ratios taken within a run mea
 1. throughput and efficiency: a small keep-alive GET, requests/s and requests per generator CPU-second, and the
    same for a realistic task ("checkout": a POST with headers and a JSON body, checked in ``catch_response``);
 2. latency: 200 users on ``/delay/5`` (5 ms of server time), p50/p99 as each generator reports them next to wrk's;
-3. memory: the generator's RSS with 10,000 idle users that each hold a keep-alive connection.
+3. memory: the generator's RSS with 10,000 idle users that each hold a keep-alive connection;
+4. split: FastCUser's CPU per request by thread (bench/per_thread.py), on each transport, and Locust's own task
+   loop.
 
 It prints a table per section and writes results.md and results.png to --out-dir. bench/README.md explains
 how to read them. ``--quick`` is a smaller version that finishes in well under a minute.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import shlex
@@ -154,7 +157,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds idle users settle before RSS is read")
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU of the test server (default 0)")
     parser.add_argument("--generator-cpu", type=int, default=1, help="CPU of the load generator (default 1)")
-    parser.add_argument("--sections", default="throughput,checkout,latency,memory",
+    parser.add_argument("--sections", default="throughput,checkout,latency,memory,split",
                         help="comma-separated sections to run (default: throughput,checkout,latency,memory)")
     parser.add_argument("--retries", type=int, default=2,
                         help="times a run is repeated when other work took >15 %% of the generator's or the "
@@ -175,7 +178,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     if min(args.duration, args.latency_duration) < 4:
         parser.error("runs must last at least 4 s (1 s warm-up, 1.5 s end margin)")
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - {"throughput", "checkout", "latency", "memory"}
+    unknown = set(sections) - {"throughput", "checkout", "latency", "memory", "split"}
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     cpus = os.cpu_count() or 1
@@ -370,6 +373,33 @@ def wait_server_idle(ctx: Context, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
+# ---- the CPU split: bench/per_thread.py -------------------------------------------------------------------
+
+SPLIT_RUNS = (("GET /", "get", "auto"), ("GET /", "get", "curl"), ("checkout", "checkout", "auto"),
+              ("checkout", "checkout", "curl"), ("Locust's task loop alone", "noop", "auto"))
+
+
+def run_split(ctx: Context) -> list[dict]:
+    """FastCUser's CPU per request, Python thread and engine thread apart, for each task and transport."""
+    rows = []
+    print("split:", flush=True)
+    for label, task_name, transport in SPLIT_RUNS:
+        cmd = [sys.executable, str(BENCH_DIR / "per_thread.py"), "--users", str(ctx.settings.users), "--seconds",
+               str(max(4, ctx.settings.duration // 2)), "--task", task_name, "--json"]
+        env = {**ctx.env, "LOCUST_C_TRANSPORT": transport}
+        row = {"task": label, "transport": "native" if transport == "auto" else "libcurl", "command": shown(ctx, cmd)}
+        try:
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=True)
+            row.update(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"  {label:<26} {row['transport']:<8} {row['us']:6.1f} µs: python {row['python_us']:.1f}, "
+                  f"engine {row['engine_us']:.1f}", flush=True)
+        except (subprocess.SubprocessError, ValueError, IndexError) as exc:
+            row["error"] = str(exc).splitlines()[0]
+            print(f"  {label:<26} {row['transport']:<8} ERROR: {row['error']}", flush=True)
+        rows.append(row)
+    return rows
+
+
 # ---- the whole benchmark ---------------------------------------------------------------------------------
 
 
@@ -547,11 +577,12 @@ def main(argv: list[str] | None = None) -> int:
         info["C engine"] = engine_build(package_dir)
         ctx = Context(settings, server, psutil.Process(server.pid), log_dir, generator_env(package_dir))
         results = run_sections(ctx)
+        splits = run_split(ctx) if "split" in settings.sections else []
     elapsed = time.monotonic() - started
     info["command"] = invocation()
     info["elapsed"] = f"{elapsed:.0f} s"
-    print_report(results, settings)
-    md = write_markdown(settings.out_dir / "results.md", results, settings, info)
+    print_report(results, settings, splits)
+    md = write_markdown(settings.out_dir / "results.md", results, settings, info, splits)
     png = write_png(settings.out_dir / "results.png", results, settings)
     print(f"bench: wrote {md}" + (f" and {png}" if png else "") + f" in {elapsed:.0f} s", flush=True)
     if settings.work_dir is not None:
