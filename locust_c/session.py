@@ -762,6 +762,25 @@ class ClientPool:
 
 
 # The engine client of each pool in use, with the engine it runs on: made by the pool's first user to connect.
+_SHARED_HEADERS: dict[tuple, SessionHeaders] = {}
+
+
+def _shared_headers(headers: dict[str, Any]) -> SessionHeaders | None:
+    """The one unchanged SessionHeaders of sessions with these default headers; None when they cannot be shared
+    (a value that is not hashable)."""
+    try:
+        key = tuple(headers.items())
+        shared = _SHARED_HEADERS.get(key)
+    except TypeError:
+        return None
+    if shared is None:
+        shared = _SHARED_HEADERS[key] = SessionHeaders(headers)
+    return shared
+
+
+_shared_options: dict[tuple, dict[str, Any]] = {}
+"""The engine options of the sessions made so far, one dict per distinct set (see FastCSession.__init__)."""
+
 _pool_clients: weakref.WeakKeyDictionary[Any, tuple[_engines.EngineHandle, Any]] = weakref.WeakKeyDictionary()
 
 
@@ -850,7 +869,11 @@ class FastCSession:
             default_headers["Accept-Encoding"] = "gzip, deflate, br"
         if self.auth_header:
             default_headers.setdefault("Authorization", self.auth_header)
-        self._headers = SessionHeaders(default_headers)
+        # Sessions with the same default headers share one mapping until one of them is changed (see headers).
+        self._headers = _shared_headers(default_headers)
+        self._headers_shared = self._headers is not None
+        if self._headers is None:
+            self._headers = SessionHeaders(default_headers)
         self._auth: Any = None
         self._lines: tuple[str, ...] = ()
         self._lines_version = -1
@@ -873,6 +896,8 @@ class FastCSession:
             "native": _engines.native_transport(),
         }
         self._options["cert"], self._options["key"] = _cert_files(client_cert)
+        # Users of one class have the same options: they share one read-only dict rather than each holding its own.
+        self._options = _shared_options.setdefault(tuple(self._options.items()), self._options)
         self.ssl_context_factory = ssl_context_factory
         # A shared pool keeps no cookies in the engine: each of its users has a jar here (see ClientPool).
         self._pool = client_pool
@@ -893,18 +918,23 @@ class FastCSession:
         header = None if auth is None else _basic_auth(*_auth_pair(auth))
         self._auth = auth
         if header is None:
-            self._headers.pop("Authorization", None)
+            self.headers.pop("Authorization", None)
         else:
-            self._headers["Authorization"] = header
+            self.headers["Authorization"] = header
 
     @property
     def headers(self) -> SessionHeaders:
         """Headers sent with every request; change them at any time (``client.headers.update({...})``)."""
+        if self._headers_shared:  # about to be changed, perhaps: this session's own copy from now on
+            self._headers = SessionHeaders(self._headers)
+            self._headers_shared = False
+            self._lines_version = -1
         return self._headers
 
     @headers.setter
     def headers(self, headers: dict[str, Any]) -> None:
         self._headers = SessionHeaders(headers)
+        self._headers_shared = False
         self._lines_version = -1  # versions count one mapping's changes: the new one's may equal the old one's
 
     def _session_lines(self) -> tuple[str, ...]:

@@ -231,6 +231,22 @@ def test_network_timeout_bounds_each_wait_not_the_whole_request():
             s.close()
 
 
+def test_a_users_session_headers_are_its_own(testserver):
+    # Sessions with the same default headers share them until one changes them: the change is that user's alone.
+    a, _ = session(testserver.url, headers={"X-Team": "red"})
+    b, _ = session(testserver.url, headers={"X-Team": "red"})
+    try:
+        a.headers["X-Team"] = "blue"
+        a.auth = ("u", "p")
+        assert echoed_headers(a.get("/echo"))["x-team"] == "blue"
+        sent = echoed_headers(b.get("/echo"))
+        assert sent["x-team"] == "red" and "authorization" not in sent
+        assert b.headers["X-Team"] == "red"
+    finally:
+        a.close()
+        b.close()
+
+
 def test_request_timeout_bounds_the_redirects_together():
     # Each hop answers within the limit, the three together do not: the engine follows them, and its clock is the
     # request's, not the hop's.
