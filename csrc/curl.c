@@ -485,38 +485,23 @@ static int xfer_should_retry(xfer_t *x, CURLcode code) {
 static int xfer_outcome(xfer_t *x, CURLcode code) {
   request_t *req = x->req;
   if (LC_UNLIKELY(x->fault != 0)) {
-    if (x->fault == REQ_ERR_BODY_TOO_LARGE)
-      snprintf(x->errbuf, sizeof(x->errbuf), "response body larger than max_response_bytes (%lld bytes)",
-               (long long)x->client->opts.max_response_bytes);
-    else if (x->fault == REQ_ERR_HEAD_TOO_LARGE)
-      snprintf(x->errbuf, sizeof(x->errbuf), "response headers larger than %d KB", ENGINE_MAX_HEAD_BYTES / 1024);
-    else if (x->fault == REQ_ERR_BAD_LENGTH)
-      snprintf(x->errbuf, sizeof(x->errbuf), "invalid Content-Length: not one number, or two that differ");
-    else if (x->fault == REQ_ERR_BAD_ENCODING)
-      snprintf(x->errbuf, sizeof(x->errbuf), "cannot decode the response body: corrupt, or in a Content-Encoding "
-               "other than gzip, deflate or br");
-    else
-      snprintf(x->errbuf, sizeof(x->errbuf), "out of memory keeping the response");
-    return x->fault;
+    fault_t f = x->fault == REQ_ERR_BODY_TOO_LARGE   ? FAULT_BODY_TOO_LARGE
+                : x->fault == REQ_ERR_HEAD_TOO_LARGE ? FAULT_HEAD_TOO_LARGE
+                : x->fault == REQ_ERR_BAD_LENGTH     ? FAULT_BAD_LENGTH
+                : x->fault == REQ_ERR_BAD_ENCODING   ? FAULT_BAD_ENCODING
+                                                     : FAULT_NO_MEMORY;
+    return request_fault(f, x->client, x->errbuf, sizeof(x->errbuf));
   }
   if (code == CURLE_OK) {
     /* libcurl 7.88 takes a connection closed inside the header block for the end of a body-less response. */
-    if (LC_UNLIKELY(!x->head_done)) {
-      snprintf(x->errbuf, sizeof(x->errbuf), "server closed the connection before the end of the response headers");
-      return REQ_ERR_HEAD_CUT;
-    }
-    if (LC_UNLIKELY(decode_finish(&x->decoder) != 0)) {
-      snprintf(x->errbuf, sizeof(x->errbuf), "cannot decode the response body: its compressed stream stops short");
-      return REQ_ERR_BAD_ENCODING;
-    }
+    if (LC_UNLIKELY(!x->head_done)) return request_fault(FAULT_HEAD_CUT, x->client, x->errbuf, sizeof(x->errbuf));
+    if (LC_UNLIKELY(decode_finish(&x->decoder) != 0))
+      return request_fault(FAULT_ENCODING_CUT, x->client, x->errbuf, sizeof(x->errbuf));
     return CURLE_OK;
   }
   /* libcurl keeps one header line in a buffer of CURL_MAX_HTTP_HEADER and fails with "out of memory" past it. */
-  if (code == CURLE_OUT_OF_MEMORY && !x->head_done && req != NULL && req->head.len > 0) {
-    snprintf(x->errbuf, sizeof(x->errbuf), "a response header line longer than %d KB (a status line, header or "
-             "redirect target)", CURL_MAX_HTTP_HEADER / 1024);
-    return REQ_ERR_HEAD_TOO_LARGE;
-  }
+  if (code == CURLE_OUT_OF_MEMORY && !x->head_done && req != NULL && req->head.len > 0)
+    return request_fault(FAULT_LINE_TOO_LONG, x->client, x->errbuf, sizeof(x->errbuf));
   return code;
 }
 

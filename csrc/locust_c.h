@@ -644,7 +644,13 @@ void client_start(client_t *c, request_t *req);
 
 /* ---- between hops (request.c) ------------------------------------------------------------------------ */
 
+typedef enum {
+  FAULT_BODY_TOO_LARGE, FAULT_HEAD_TOO_LARGE, FAULT_LINE_TOO_LONG, FAULT_BAD_LENGTH, FAULT_BAD_ENCODING,
+  FAULT_ENCODING_CUT, FAULT_HEAD_CUT, FAULT_NO_MEMORY
+} fault_t;
+
 void request_free(request_t *req);
+int request_fault(fault_t fault, const client_t *c, char *out, size_t n);
 const char *head_find(const buf_t *head, const char *name, size_t *value_len);
 int request_cookies(client_t *c, request_t *req, const url_t *u, buf_t *out);
 void request_set_cookie(client_t *c, const url_t *u, const char *value, size_t n);

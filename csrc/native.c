@@ -237,7 +237,8 @@ static void conn_complete(conn_t *conn, int keep) {
   int64_t hop_us = end_ns > conn->start_ns ? (int64_t)((end_ns - conn->start_ns) / 1000) : 0;
   int follow = conn->follow;
   if (LC_UNLIKELY(!follow && conn->decoder && decode_finish(conn->decoder) != 0)) {
-    conn_fail(conn, REQ_ERR_BAD_ENCODING, 0, "cannot decode the response body: its compressed stream stops short");
+    char message[160];
+    conn_fail(conn, request_fault(FAULT_ENCODING_CUT, c, message, sizeof(message)), 0, message);
     return;
   }
   req->status = conn->parser.status;
@@ -259,47 +260,43 @@ static void conn_complete(conn_t *conn, int keep) {
 /* A fault of the parser (or of a callback) as libcurl reports the same fault. */
 static void conn_fail_parse(conn_t *conn, int rc) {
   char message[160];
+  fault_t fault;
   switch (rc) {
   case H1_ERR_STATUS:
     conn_fail(conn, CURLE_WEIRD_SERVER_REPLY, 0, "Invalid status line");
     return;
-  case H1_ERR_LENGTH:
-  case REQ_ERR_BAD_LENGTH:
-    conn_fail(conn, REQ_ERR_BAD_LENGTH, 0, "invalid Content-Length: not one number, or two that differ");
-    return;
   case H1_ERR_CHUNK:
     conn_fail(conn, CURLE_RECV_ERROR, 0, "Illegal or missing hexadecimal sequence in chunked-encoding");
-    return;
-  case H1_ERR_LINE_TOO_LONG:
-    snprintf(message, sizeof(message), "a response header line longer than %d KB (a status line, header or "
-             "redirect target)", CURL_MAX_HTTP_HEADER / 1024);
-    conn_fail(conn, REQ_ERR_HEAD_TOO_LARGE, 0, message);
-    return;
-  case H1_ERR_HEAD_TOO_LARGE:
-    snprintf(message, sizeof(message), "response headers larger than %d KB", ENGINE_MAX_HEAD_BYTES / 1024);
-    conn_fail(conn, REQ_ERR_HEAD_TOO_LARGE, 0, message);
-    return;
-  case REQ_ERR_BODY_TOO_LARGE:
-    snprintf(message, sizeof(message), "response body larger than max_response_bytes (%lld bytes)",
-             (long long)conn->client->opts.max_response_bytes);
-    conn_fail(conn, REQ_ERR_BODY_TOO_LARGE, 0, message);
-    return;
-  case REQ_ERR_BAD_ENCODING:
-    conn_fail(conn, REQ_ERR_BAD_ENCODING, 0, "cannot decode the response body: corrupt, or in a Content-Encoding "
-              "other than gzip, deflate or br");
     return;
   case H1_ERR_NOTHING:
     conn_fail(conn, CURLE_GOT_NOTHING, 0, "Empty reply from server");
     return;
-  case H1_ERR_HEAD_CUT:
-    conn_fail(conn, REQ_ERR_HEAD_CUT, 0, "server closed the connection before the end of the response headers");
-    return;
   case H1_ERR_BODY_CUT:
     conn_fail(conn, CURLE_PARTIAL_FILE, 0, "transfer closed with outstanding read data remaining");
     return;
+  case H1_ERR_LENGTH:
+  case REQ_ERR_BAD_LENGTH:
+    fault = FAULT_BAD_LENGTH;
+    break;
+  case H1_ERR_LINE_TOO_LONG:
+    fault = FAULT_LINE_TOO_LONG;
+    break;
+  case H1_ERR_HEAD_TOO_LARGE:
+    fault = FAULT_HEAD_TOO_LARGE;
+    break;
+  case REQ_ERR_BODY_TOO_LARGE:
+    fault = FAULT_BODY_TOO_LARGE;
+    break;
+  case REQ_ERR_BAD_ENCODING:
+    fault = FAULT_BAD_ENCODING;
+    break;
+  case H1_ERR_HEAD_CUT:
+    fault = FAULT_HEAD_CUT;
+    break;
   default:
-    conn_fail(conn, REQ_ERR_NO_MEMORY, 0, "out of memory keeping the response");
+    fault = FAULT_NO_MEMORY;
   }
+  conn_fail(conn, request_fault(fault, conn->client, message, sizeof(message)), 0, message);
 }
 
 /* ---- the response ------------------------------------------------------------------------------------ */

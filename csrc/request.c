@@ -44,6 +44,41 @@ const char *head_find(const buf_t *head, const char *name, size_t *value_len) {
   return NULL;
 }
 
+/*
+ * The engine's words for a fault it finds itself, the same on both transports (Locust groups failures by their
+ * text): the message into out, and the REQ_ERR_* code the request ends with.
+ */
+int request_fault(fault_t fault, const client_t *c, char *out, size_t n) {
+  switch (fault) {
+  case FAULT_BODY_TOO_LARGE:
+    snprintf(out, n, "response body larger than max_response_bytes (%lld bytes)", (long long)c->opts.max_response_bytes);
+    return REQ_ERR_BODY_TOO_LARGE;
+  case FAULT_HEAD_TOO_LARGE:
+    snprintf(out, n, "response headers larger than %d KB", ENGINE_MAX_HEAD_BYTES / 1024);
+    return REQ_ERR_HEAD_TOO_LARGE;
+  case FAULT_LINE_TOO_LONG:
+    snprintf(out, n, "a response header line longer than %d KB (a status line, header or redirect target)",
+             CURL_MAX_HTTP_HEADER / 1024);
+    return REQ_ERR_HEAD_TOO_LARGE;
+  case FAULT_BAD_LENGTH:
+    snprintf(out, n, "invalid Content-Length: not one number, or two that differ");
+    return REQ_ERR_BAD_LENGTH;
+  case FAULT_BAD_ENCODING:
+    snprintf(out, n, "cannot decode the response body: corrupt, or in a Content-Encoding other than gzip, deflate "
+             "or br");
+    return REQ_ERR_BAD_ENCODING;
+  case FAULT_ENCODING_CUT:
+    snprintf(out, n, "cannot decode the response body: its compressed stream stops short");
+    return REQ_ERR_BAD_ENCODING;
+  case FAULT_HEAD_CUT:
+    snprintf(out, n, "server closed the connection before the end of the response headers");
+    return REQ_ERR_HEAD_CUT;
+  default:
+    snprintf(out, n, "out of memory keeping the response");
+    return REQ_ERR_NO_MEMORY;
+  }
+}
+
 /* The Cookie header value of the request's next hop into out (emptied first): the jar's cookies for its URL, then
  * its own cookies= ones. Returns -1 when out of memory. */
 int request_cookies(client_t *c, request_t *req, const url_t *u, buf_t *out) {
