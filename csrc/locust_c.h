@@ -560,6 +560,7 @@ typedef struct {
   uint64_t stream_pauses; /* times a stream paused because its reader had not taken its buffer */
   uint64_t native;        /* request hops the native transport carried */
   uint64_t native_connects; /* native connections opened */
+  uint64_t native_open;     /* native connections open now */
 } engine_counters_t;
 
 struct engine_s {

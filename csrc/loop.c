@@ -527,5 +527,6 @@ void engine_counters(engine_t *e, engine_counters_t *out) {
   out->stream_pauses = __atomic_load_n(&e->counters.stream_pauses, __ATOMIC_RELAXED);
   out->native = __atomic_load_n(&e->counters.native, __ATOMIC_RELAXED);
   out->native_connects = __atomic_load_n(&e->counters.native_connects, __ATOMIC_RELAXED);
+  out->native_open = __atomic_load_n(&e->counters.native_open, __ATOMIC_RELAXED);
   out->in_flight = out->submitted - out->completed;
 }

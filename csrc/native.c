@@ -100,6 +100,7 @@ static void conn_close(conn_t *conn) {
     }
   }
   conn->state = CONN_CLOSED;
+  __atomic_sub_fetch(&c->engine->counters.native_open, 1, __ATOMIC_RELAXED);
   if (conn->resolve) { /* its callback frees it, seeing nobody waits */
     conn->resolve->data = NULL;
     uv_cancel((uv_req_t *)conn->resolve);
@@ -126,6 +127,7 @@ static conn_t *conn_create(client_t *c, const url_t *u) {
   c->conns = conn;
   c->nconns++;
   __atomic_add_fetch(&e->counters.native_connects, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&e->counters.native_open, 1, __ATOMIC_RELAXED);
   return conn;
 }
 

@@ -262,13 +262,14 @@ static PyObject *engine_py_counters(EngineObject *self, PyObject *unused) {
   engine_counters_t c;
   if (engine_check(self) < 0) return NULL;
   engine_counters(self->engine, &c);
-  return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
+  return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsK}", "submitted", (unsigned long long)c.submitted, "completed",
                        (unsigned long long)c.completed, "in_flight", (unsigned long long)(c.submitted - c.completed),
                        "clients", (unsigned long long)c.clients, "socket_events", (unsigned long long)c.socket_events,
                        "set_aside", (unsigned long long)c.set_aside, "resumed", (unsigned long long)c.resumed,
                        "decode_pauses", (unsigned long long)c.decode_pauses, "stream_pauses",
                        (unsigned long long)c.stream_pauses, "native", (unsigned long long)c.native,
-                       "native_connects", (unsigned long long)c.native_connects);
+                       "native_connects", (unsigned long long)c.native_connects, "native_open",
+                       (unsigned long long)c.native_open);
 }
 
 static PyObject *engine_get_running(EngineObject *self, void *closure) {
