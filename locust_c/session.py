@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlencode, urljoin, urlparse, urlunparse
 
 from gevent._waiter import Waiter
 from locust.exception import CatchResponseError, LocustError, ResponseError  # first: it patches ssl for gevent
+from orjson import loads as _orjson_loads
 from requests import Request
 from requests.auth import HTTPBasicAuth
 from requests.cookies import MockRequest, MockResponse, RequestsCookieJar, cookiejar_from_dict, create_cookie
@@ -49,6 +50,7 @@ __all__ = ["ClientPool", "FastCSession", "FastCResponse", "FastCRequest", "FastC
 
 _ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
 _ANY_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_UTF8_NAMES = frozenset({"utf-8", "utf8", "utf_8"})
 _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
 _CHARSET_IN_HEAD = re.compile(rb"^content-type:[^\r\n]*?charset=[\"']?([\w.:-]+)", re.IGNORECASE | re.MULTILINE)
 # FastHttpUser's successes (LocustUserAgent.valid_response_codes); the engine batches exactly these (py_engine.c).
@@ -523,12 +525,8 @@ class FastCResponse:
             self._stream = FastCStream(self._result, self._handle, self._max_bytes)
         return self._stream
 
-    @property
-    def text(self) -> str | None:
-        """The body decoded with the charset of ``Content-Type`` (UTF-8 when none is given)."""
-        content = self.content
-        if content is None:
-            return None
+    def _charset(self) -> str:
+        """The charset of ``Content-Type`` (UTF-8 when none is given), or what ``encoding`` was set to."""
         encoding = self.encoding
         if encoding is None:
             if self._headers is None and self._result is not None:  # no need to parse every header for one
@@ -538,13 +536,31 @@ class FastCResponse:
                 match = _CHARSET.search(self.headers.get("content-type", ""))
                 encoding = match.group(1) if match else "utf-8"
             self.encoding = encoding
+        return encoding
+
+    @property
+    def text(self) -> str | None:
+        """The body decoded with the charset of ``Content-Type`` (UTF-8 when none is given)."""
+        content = self.content
+        if content is None:
+            return None
+        encoding = self._charset()
         try:
             return str(content, encoding, errors="replace")
         except LookupError:
             return str(content, "utf-8", errors="replace")
 
     def json(self) -> Any:
-        """The body parsed as JSON."""
+        """The body parsed as JSON, as ``json.loads(response.text)`` parses it.
+
+        A UTF-8 body is parsed by orjson, several times faster; whatever orjson refuses (NaN, integers past 64 bits,
+        invalid UTF-8, any error) is parsed by ``json`` instead, so the result, or the error, is json's."""
+        content = self.content
+        if content and self._charset().lower() in _UTF8_NAMES:
+            try:
+                return _orjson_loads(content)
+            except ValueError:  # orjson.JSONDecodeError is one
+                pass
         return _json.loads(self.text)  # type: ignore[arg-type]
 
     def iter_content(self, chunk_size: int | None = 1024, decode_content: bool = True) -> Iterator[bytes | str]:

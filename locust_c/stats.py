@@ -184,7 +184,12 @@ class RequestReporter:
         self.event.fire(**self.meta(method, name, result, response, error, start_time, url, context))
 
     def report_meta(self, meta: dict[str, Any]) -> None:
-        """Report a request whose outcome a ``catch_response`` block decided."""
+        """Report a request whose outcome a ``catch_response`` block decided. A success goes straight into
+        Locust's table while its recorder is the only listener: what the event would do, without the event."""
+        if meta["exception"] is None and self.bridge is not None and self.batchable():
+            self.bridge.stats.log_request(meta["request_type"], meta["name"], meta["response_time"],
+                                          meta["response_length"])
+            return
         self.event.fire(**meta)
 
 

@@ -323,3 +323,34 @@ def test_text_follows_the_charset_of_content_type_and_encoding_overrides_it():
             assert s.get("/json").json() == {"a": "café"}  # no charset: UTF-8
         finally:
             s.close()
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b'{"a": [1, 2.5, null, true], "b": "\xc3\xa9"}', {"a": [1, 2.5, None, True], "b": "\u00e9"}),
+    (b'[NaN, 123456789012345678901234567890]', None),  # orjson refuses both: json's answer, as with requests
+    (b'"\xff not utf-8"', "\ufffd not utf-8"),         # invalid UTF-8: decoded with replacement, as text is
+])
+def test_response_json_is_what_json_loads_gives_for_the_text(body, expected):
+    import json
+    import math
+
+    from rawserver import KEEP, RawServer
+
+    def answer(data: bytes) -> list:
+        return [b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(data), data), KEEP]
+
+    with RawServer({"j": answer(body), "bad": answer(b"{oops")}) as server:
+        s, _ = session(server.url)
+        try:
+            r = s.get("/j")
+            parsed = r.json()
+            assert type(parsed) is type(json.loads(r.text))
+            if expected is None:
+                assert math.isnan(parsed[0]) and parsed[1] == 123456789012345678901234567890
+            else:
+                assert parsed == expected
+            with pytest.raises(json.JSONDecodeError):
+                s.get("/bad").json()
+        finally:
+            s.close()
