@@ -954,11 +954,15 @@ class FastCSession:
         self._lines_version = -1  # versions count one mapping's changes: the new one's may equal the old one's
 
     def _session_lines(self) -> tuple[str, ...]:
-        """The session headers as header lines, rebuilt after a change."""
+        """The session headers as header lines, rebuilt after a change. They are kept on the headers mapping too,
+        so that the sessions that share it (see _shared_headers) share its lines."""
         headers = self._headers
         if headers.version != self._lines_version:
-            self._lines = tuple(_header_lines(headers))
-            self._names = frozenset(name.lower() for name in headers)
+            built = headers.__dict__.get("_built")
+            if built is None or built[0] != headers.version:
+                built = headers._built = (headers.version, tuple(_header_lines(headers)),
+                                          frozenset(name.lower() for name in headers))
+            _, self._lines, self._names = built
             self._lines_version = headers.version
         return self._lines
 
