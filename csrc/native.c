@@ -428,6 +428,7 @@ void native_resume(engine_t *e) {
     next = conn->next_paused;
     conn->next_paused = NULL;
     conn->paused = 0;
+    conn->last_io = uv_now(&e->loop); /* the wait was the engine's, not the server's */
     conn_feed(conn, conn->pending.data, conn->pending.len);
   }
 }
@@ -835,7 +836,8 @@ int native_check_reads(client_t *c, uint64_t now) {
     } else if (c->opts.timeout_ms && now - conn->req->started_ms >= (uint64_t)c->opts.timeout_ms) {
       snprintf(message, sizeof(message), "Operation timed out after %ld milliseconds", c->opts.timeout_ms);
       conn_fail(conn, CURLE_OPERATION_TIMEDOUT, 0, message);
-    } else if (conn->read_timeout_ms && conn->sent && now - conn->last_io >= (uint64_t)conn->read_timeout_ms) {
+    } else if (conn->read_timeout_ms && conn->sent && !conn->paused &&
+               now - conn->last_io >= (uint64_t)conn->read_timeout_ms) { /* a pause is our wait, not the server's */
       snprintf(message, sizeof(message), "read timed out: no data from the server for %ld ms", conn->read_timeout_ms);
       conn_fail(conn, CURLE_OPERATION_TIMEDOUT, 0, message);
     }
