@@ -194,7 +194,7 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
     else if (xfer_body_refused(x))
       rc = REQ_ERR_BODY_TOO_LARGE;
   } else if ((data[0] | 0x20) == 's' && len > 11 && strncasecmp(data, "set-cookie:", 11) == 0) {
-    request_set_cookie(x->client, &x->url, data + 11, len - 11);
+    request_set_cookie(x->client, x->req, &x->url, data + 11, len - 11);
   } else if ((data[0] | 0x20) == 'l' && len > 9 && strncasecmp(data, "location:", 9) == 0) {
     for (size_t i = 9; i < len; i++) /* libcurl follows a Location with a value, not an empty one */
       if (data[i] != ' ' && data[i] != '\t' && data[i] != '\r' && data[i] != '\n') x->has_location = 1;
@@ -405,7 +405,7 @@ int xfer_start(xfer_t *x, request_t *req) {
     x->client_serial = 0;
   }
   /* The user's cookies for this URL, from its jar (request.c), and the request's own. */
-  if (LC_UNLIKELY(x->client->jar.head != NULL || req->cookie != NULL || x->cookie_set)) {
+  if (LC_UNLIKELY(request_has_cookies(x->client, req) || x->cookie_set)) {
     if (request_cookies(x->client, req, &x->url, &x->cookies) != 0 || buf_append(&x->cookies, "", 1) != 0) {
       snprintf(x->errbuf, sizeof(x->errbuf), "out of memory building the Cookie header");
       return CURLE_OUT_OF_MEMORY;

@@ -271,6 +271,7 @@ struct request_s {
   int64_t redirects;
   int64_t hops_us;  /* the response times of the redirects followed before this hop */
   uint64_t started_ms; /* loop time its first hop started: request_timeout counts from here */
+  jar_t *hop_jar;      /* a client without a jar: the cookies its hops set, for the next hops (request.c) */
   double done_time; /* wall clock (seconds since the epoch) when the last byte arrived */
   buf_t head; /* header block of the last response */
   buf_t redirects_head; /* the header blocks of the redirects followed before it, one after the other */
@@ -654,7 +655,8 @@ void request_free(request_t *req);
 int request_fault(fault_t fault, const client_t *c, char *out, size_t n);
 const char *head_find(const buf_t *head, const char *name, size_t *value_len);
 int request_cookies(client_t *c, request_t *req, const url_t *u, buf_t *out);
-void request_set_cookie(client_t *c, const url_t *u, const char *value, size_t n);
+void request_set_cookie(client_t *c, request_t *req, const url_t *u, const char *value, size_t n);
+int request_has_cookies(const client_t *c, const request_t *req);
 int request_follow(request_t *req, long max_redirects, int64_t hop_us);
 
 #endif /* LOCUST_C_H */

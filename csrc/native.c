@@ -307,7 +307,7 @@ static int conn_on_field(void *ud, const h1_parser_t *p, const char *name, size_
   conn_t *conn = ud;
   if (p->status < 200) return 0; /* a 1xx's fields describe nothing that follows */
   if (name_len == 10 && strncasecmp(name, "set-cookie", 10) == 0) {
-    request_set_cookie(conn->client, &conn->url, v, n);
+    request_set_cookie(conn->client, conn->req, &conn->url, v, n);
   } else if (name_len == 8 && strncasecmp(name, "location", 8) == 0) {
     conn->has_location = n > 0;
   } else if (name_len == 16 && strncasecmp(name, "content-encoding", 16) == 0) {
@@ -660,7 +660,7 @@ static int conn_build(conn_t *conn, request_t *req, buf_t *o) {
     rc |= NATIVE_APPEND(o, "\r\n");
   }
   if (!accept) rc |= NATIVE_APPEND(o, "Accept: */*\r\n");
-  if (LC_UNLIKELY(conn->client->jar.head != NULL || req->cookie != NULL)) {
+  if (LC_UNLIKELY(request_has_cookies(conn->client, req))) {
     buf_t cookies = {0};
     if (request_cookies(conn->client, req, u, &cookies) != 0) rc = -1;
     if (cookies.len > 0) {

@@ -19,6 +19,10 @@ void request_free(request_t *req) {
   buf_free(&req->content);
   free(req->effective_url);
   free(req->error);
+  if (req->hop_jar) {
+    jar_clear(req->hop_jar);
+    free(req->hop_jar);
+  }
   stream_unref(req->stream);
   free(req);
 }
@@ -84,6 +88,15 @@ int request_fault(fault_t fault, const client_t *c, char *out, size_t n) {
 int request_cookies(client_t *c, request_t *req, const url_t *u, buf_t *out) {
   out->len = 0;
   if (c->opts.cookies && c->jar.head != NULL && jar_header(&c->jar, u, (int64_t)time(NULL), out) != 0) return -1;
+  if (req->hop_jar != NULL) {
+    buf_t hop = {0};
+    int rc = jar_header(req->hop_jar, u, (int64_t)time(NULL), &hop);
+    if (rc == 0 && hop.len > 0 && ((out->len > 0 && buf_append(out, "; ", 2) != 0) ||
+                                   buf_append(out, hop.data, hop.len) != 0))
+      rc = -1;
+    buf_free(&hop);
+    if (rc != 0) return -1;
+  }
   if (req->cookie != NULL) {
     if (out->len > 0 && buf_append(out, "; ", 2) != 0) return -1;
     if (buf_append(out, req->cookie, strlen(req->cookie)) != 0) return -1;
@@ -91,9 +104,24 @@ int request_cookies(client_t *c, request_t *req, const url_t *u, buf_t *out) {
   return 0;
 }
 
-/* A Set-Cookie header's value, from a response to u. A cookie the jar refuses is dropped, as a browser drops it. */
-void request_set_cookie(client_t *c, const url_t *u, const char *value, size_t n) {
-  if (c->opts.cookies) jar_set_cookie(&c->jar, value, n, u, (int64_t)time(NULL));
+/*
+ * A Set-Cookie header's value, from a response to u. A cookie the jar refuses is dropped, as a browser drops it. A
+ * client without a jar (a client_pool's, whose users keep theirs in Python) keeps the cookies of this request's
+ * hops with the request, so that a redirect's cookie goes with the next hop; Python reads them from the headers.
+ */
+void request_set_cookie(client_t *c, request_t *req, const url_t *u, const char *value, size_t n) {
+  jar_t *jar = &c->jar;
+  if (!c->opts.cookies) {
+    if (!(req->flags & REQ_FOLLOW_REDIRECTS)) return; /* no next hop */
+    if (req->hop_jar == NULL && (req->hop_jar = calloc(1, sizeof(*req->hop_jar))) == NULL) return;
+    jar = req->hop_jar;
+  }
+  jar_set_cookie(jar, value, n, u, (int64_t)time(NULL));
+}
+
+/* Whether a hop of the request may send cookies: the user's jar, the request's own, or those of its hops. */
+int request_has_cookies(const client_t *c, const request_t *req) {
+  return c->jar.head != NULL || req->cookie != NULL || req->hop_jar != NULL;
 }
 
 /* Header lines that describe the body: a redirect that drops the body drops them too. */

@@ -111,6 +111,26 @@ def test_request_body_is_what_the_locustfile_passed(testserver):
         s.close()
 
 
+def test_a_pool_users_login_cookie_goes_with_its_redirect_and_stays_its_own(testserver):
+    from rawserver import KEEP, RawServer
+
+    from locust_c import ClientPool
+
+    login = [f"HTTP/1.1 302 Found\r\nSet-Cookie: sid=abc; Path=/\r\nLocation: {testserver.url}/cookies\r\n"
+             "Content-Length: 0\r\n\r\n".encode(), KEEP]
+    with RawServer({"login": login}) as raw:
+        pool = ClientPool(concurrency=2)
+        a, _ = local_user(raw.url, client_pool=pool)
+        b, _ = local_user(raw.url, client_pool=pool)
+        try:
+            assert a.client.post("/login").json() == {"sid": "abc"}  # the next hop carried it
+            assert a.client.cookies.get("sid") == "abc" and "sid" not in b.client.cookies
+            assert b.client.get(f"{testserver.url}/cookies").json() == {}
+        finally:
+            a.client.close()
+            b.client.close()
+
+
 def test_a_client_pool_shares_connections_between_users_but_not_cookies(testserver):
     """FastHttpUser's client_pool: users of several classes share its connections; their cookies stay their own."""
     from geventhttpclient.client import HTTPClientPool
