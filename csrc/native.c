@@ -208,6 +208,7 @@ static void conn_fail(conn_t *conn, int code, int os_errno, const char *message)
   client_t *c = conn->client;
   request_t *req = conn->req;
   url_t u = conn->url;
+  uint64_t start_ns = conn->start_ns;
   int retry = conn_should_retry(conn, code);
   conn_take(conn, 0);
   if (retry) {
@@ -220,7 +221,7 @@ static void conn_fail(conn_t *conn, int code, int os_errno, const char *message)
   req->status = 0;
   free(req->error);
   req->error = strdup(message);
-  req->total_us = req->hops_us + (int64_t)((uv_hrtime() - conn->start_ns) / 1000);
+  req->total_us = req->hops_us + (int64_t)((uv_hrtime() - start_ns) / 1000);
   native_done(c, req);
 }
 
@@ -235,7 +236,8 @@ static void conn_complete(conn_t *conn, int keep) {
   client_t *c = conn->client;
   engine_t *e = c->engine;
   request_t *req = conn->req;
-  uint64_t end_ns = e->io_wake_ns ? e->io_wake_ns : uv_hrtime(); /* the last bytes were there when the loop woke */
+  /* In a read, the last bytes were there when the loop woke (not when the reads before this one were parsed). */
+  uint64_t end_ns = e->in_io && e->io_wake_ns ? e->io_wake_ns : uv_hrtime();
   int64_t hop_us = end_ns > conn->start_ns ? (int64_t)((end_ns - conn->start_ns) / 1000) : 0;
   int follow = conn->follow;
   if (LC_UNLIKELY(!follow && conn->decoder && decode_finish(conn->decoder) != 0)) {
@@ -463,10 +465,13 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
     if (nread == UV_EOF) nread = conn_eof_error(conn);
     if (nread == UV_EOF) {
       rc = h1_finish(&conn->parser, req->head.len);
-      if (rc == H1_COMPLETE)
+      if (rc == H1_COMPLETE) {
+        e->in_io = 1; /* a body that ran to the close: it ended when the loop woke to the close */
         conn_complete(conn, 0);
-      else
+        e->in_io = 0;
+      } else {
         conn_fail_parse(conn, rc);
+      }
     } else if (nread == UV_ENOBUFS) {
       conn_fail(conn, REQ_ERR_NO_MEMORY, 0, "out of memory reading the response");
     } else {
@@ -476,7 +481,9 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
   }
   conn->received = 1;
   conn->last_io = uv_now(&e->loop);
+  e->in_io = 1;
   conn_feed(conn, buf->base, (size_t)nread);
+  e->in_io = 0;
 }
 
 /* ---- connecting -------------------------------------------------------------------------------------- */
