@@ -924,6 +924,12 @@ class FastCSession:
         self._reporter = RequestReporter(request_event, user)
 
     @property
+    def native_host(self) -> bool:
+        """True when requests to the user's host take the native transport (plain http://, no proxy or HTTP/2)."""
+        o = self._options
+        return o["native"] and not o["proxy"] and not o["http2"] and self.base_url[:7].lower() == "http://"
+
+    @property
     def auth(self) -> Any:
         """Basic credentials for every request, as requests' ``Session.auth``: a (username, password) pair or an
         ``HTTPBasicAuth``; None sends none. A request's own ``auth=`` or ``Authorization`` header replaces them."""

@@ -101,8 +101,9 @@ class FastCUser(User, RestMixin):
         )
         # A user about to wait at least LOCUST_C_IDLE_SECONDS is set aside as its wait begins, rather than once
         # the wait has lasted that long: thousands of users that wait long cost little memory from the start.
+        # Users of the native transport hold nothing to set aside (the sweep still sees to any libcurl state).
         wait_time = self.wait_time
-        if wait_time is not None:
+        if wait_time is not None and not self.client.native_host:
             client = self.client
 
             def wait_time_then_set_aside() -> float:
