@@ -166,6 +166,7 @@ static size_t xfer_header_cb(char *data, size_t size, size_t n, void *userp) {
   int rc = 0, deliver = 0;
   if (LC_UNLIKELY(x->fault != 0)) return 0;
   x->last_io = uv_now(&x->engine->loop);
+  x->last_cb_ns = uv_hrtime();
   if (LC_UNLIKELY(x->req == NULL)) return len; /* a stream's trailer: its request was delivered */
   head = &x->req->head;
   /*
@@ -223,6 +224,7 @@ static size_t xfer_write_cb(char *data, size_t size, size_t n, void *userp) {
   size_t max = (size_t)x->client->opts.max_response_bytes;
   int rc;
   x->last_io = uv_now(&e->loop);
+  x->last_cb_ns = uv_hrtime();
   if (LC_UNLIKELY(x->stream != NULL)) return x->fault == 0 ? xfer_stream_write(x, data, len) : 0;
   if (LC_UNLIKELY(x->has_location) && !xfer_is_final(x)) return len; /* a redirect's body: nobody reads it */
   if (LC_LIKELY(x->decoder.coding == CODING_NONE)) {
@@ -370,6 +372,7 @@ int xfer_start(xfer_t *x, request_t *req) {
   x->resumed = 0;
   x->head_done = 0;
   x->content_length = -1;
+  x->last_cb_ns = 0;
   x->fault = 0;
   x->decode_skip = 0;
   decode_end(&x->decoder);
@@ -545,8 +548,10 @@ void xfer_finish(xfer_t *x, CURLcode code) {
    * the later ones waited for the engine to process the earlier ones; that wait is the generator's, not the
    * server's. The data was ready when this loop iteration woke up: stop the clock there.
    */
-  if (c->engine->in_io && c->engine->io_wake_ns) {
-    uint64_t lag_us = (uv_hrtime() - c->engine->io_wake_ns) / 1000;
+  if (c->engine->in_io && c->engine->io_wake_ns && x->last_cb_ns > c->engine->io_wake_ns) {
+    /* From the wake-up to libcurl's handing over the last bytes: not from the wake-up to now, which would take the
+     * time libcurl spent after its clock stopped off the server's too. */
+    uint64_t lag_us = (x->last_cb_ns - c->engine->io_wake_ns) / 1000;
     if ((curl_off_t)lag_us < total) total -= (curl_off_t)lag_us;
   }
   req->result = xfer_outcome(x, code);

@@ -480,6 +480,7 @@ struct xfer_s {
   uint64_t start_ns;       /* stream=True: when the attempt started, for the response time at the headers */
   long read_timeout_ms;    /* this attempt's read timeout, 0 for none */
   uint64_t last_io;        /* loop time (ms) when the server last sent something, or the request went out */
+  uint64_t last_cb_ns;     /* when libcurl last handed over response bytes (the response's end, for its timing) */
   xfer_t *next_paused;
   int fault;               /* REQ_ERR_* found by our own callbacks, 0 when none */
   const char *rejected;    /* the first option libcurl refused since the last start (see XFER_SET) */

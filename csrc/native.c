@@ -237,8 +237,8 @@ static void conn_complete(conn_t *conn, int keep) {
   engine_t *e = c->engine;
   request_t *req = conn->req;
   /* In a read, the last bytes were there when the loop woke (not when the reads before this one were parsed). */
-  uint64_t end_ns = e->in_io && e->io_wake_ns ? e->io_wake_ns : uv_hrtime();
-  int64_t hop_us = end_ns > conn->start_ns ? (int64_t)((end_ns - conn->start_ns) / 1000) : 0;
+  uint64_t end_ns = e->in_io && e->io_wake_ns > conn->start_ns ? e->io_wake_ns : uv_hrtime();
+  int64_t hop_us = (int64_t)((end_ns - conn->start_ns) / 1000);
   int follow = conn->follow;
   if (LC_UNLIKELY(!follow && conn->decoder && decode_finish(conn->decoder) != 0)) {
     char message[160];
