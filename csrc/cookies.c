@@ -243,7 +243,7 @@ int jar_header(jar_t *j, const url_t *u, int64_t now, buf_t *out) {
       if (ip < 0) ip = url_host_is_ip(u);
       if (!domain_match(u->host, u->host_len, ip, c->domain, strlen(c->domain))) continue;
     }
-    if (!path_match(u->target, u->path_len, c->path)) continue;
+    if (!(u->path_len ? path_match(u->target, u->path_len, c->path) : path_match("/", 1, c->path))) continue;
     if (n < JAR_HEADER_MAX) {
       /* Longer paths first, then older cookies (RFC 6265 5.4, step 2): an insertion sort of a few. */
       int i = n++;

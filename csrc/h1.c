@@ -75,6 +75,7 @@ static int h1_parse_head(h1_parser_t *p, const char *head, size_t len, const h1_
   p->status = status;
   p->http10 = line[7] == '0';
   p->keep_alive = !p->http10;
+  p->close = 0; /* a 1xx's Connection header says nothing of the answer that follows */
   p->content_length = -1;
   p->chunked = 0;
   for (line = nl + 1; line < end; line = nl + 1) {

@@ -70,6 +70,11 @@ static void conn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 int native_eligible(client_t *c, request_t *req, url_t *u) {
   const char *url = req->effective_url ? req->effective_url : req->url;
   if (!c->opts.native || c->opts.proxy || c->opts.http2 || (req->flags & REQ_STREAM)) return 0;
+  if (LC_UNLIKELY(req->body != NULL)) { /* a body the user asked to send chunked: libcurl encodes it so */
+    for (struct curl_slist *l = req->headers; l; l = l->next)
+      if ((l->data[0] | 0x20) == 't' && strncasecmp(l->data, "transfer-encoding:", 18) == 0 && l->data[18] != '\0')
+        return 0;
+  }
   return url_split(url, u) == 0 && !u->https;
 }
 
@@ -213,6 +218,13 @@ static void conn_fail(conn_t *conn, int code, int os_errno, const char *message)
   conn_take(conn, 0);
   if (retry) {
     req->head.len = req->content.len = 0;
+    if (req->reconnected == 1) { /* the server dropped an idle connection: it may have dropped its siblings too */
+      req->reconnected = 2;
+      for (conn_t *other = c->conns, *next; other; other = next) {
+        next = other->next;
+        if (other->req == NULL && other->state == CONN_READY && conn_for(other, &u)) conn_close(other);
+      }
+    }
     native_start(c, req, &u);
     return;
   }
@@ -311,7 +323,7 @@ static int conn_on_field(void *ud, const h1_parser_t *p, const char *name, size_
   if (name_len == 10 && strncasecmp(name, "set-cookie", 10) == 0) {
     request_set_cookie(conn->client, conn->req, &conn->url, v, n);
   } else if (name_len == 8 && strncasecmp(name, "location", 8) == 0) {
-    conn->has_location = n > 0;
+    conn->has_location |= n > 0; /* request_follow takes the first with a value, as this says one exists */
   } else if (name_len == 16 && strncasecmp(name, "content-encoding", 16) == 0) {
     /* A second coding line would be a second coding: one is understood (decode_begin), two are refused. */
     if (conn->decoder == NULL && (conn->decoder = calloc(1, sizeof(*conn->decoder))) == NULL) return REQ_ERR_NO_MEMORY;
@@ -539,6 +551,12 @@ static void conn_connect(conn_t *conn) {
   if (rc != 0) {
     char message[160];
     free(connect);
+    if (rc != UV_ENOMEM && conn->addr->ai_next != NULL) { /* refused at once (no route, no address): the next */
+      conn->addr = conn->addr->ai_next;
+      conn->reopening = 1;
+      uv_close((uv_handle_t *)&conn->tcp, conn_reopen_cb);
+      return;
+    }
     snprintf(message, sizeof(message), "Failed to connect to %.100s: %s", conn->authority, strerror(-rc));
     if (conn->req)
       conn_fail(conn, CURLE_COULDNT_CONNECT, -rc, message);
@@ -793,7 +811,6 @@ void native_start(client_t *c, request_t *req, const url_t *u) {
   c->nactive++;
   __atomic_add_fetch(&e->counters.native, 1, __ATOMIC_RELAXED);
   if (found == NULL) {
-    long connect_ms = req->connect_timeout_ms ? req->connect_timeout_ms : c->opts.connect_timeout_ms;
     if (spare != NULL && c->nconns >= c->opts.max_connections) conn_close(spare);
     if ((found = conn_create(c, u)) == NULL) {
       c->nactive--;
@@ -802,25 +819,23 @@ void native_start(client_t *c, request_t *req, const url_t *u) {
       native_done(c, req);
       return;
     }
-    found->req = req;
-    found->url = *u;
-    found->start_ns = uv_hrtime();
-    if (conn_open(found, u, connect_ms) != 0) {
-      conn_fail(found, CURLE_OUT_OF_MEMORY, 0, "cannot start resolving the host name");
-      return;
-    }
-  } else {
-    found->req = req;
-    found->url = *u;
-    found->start_ns = uv_hrtime();
   }
+  /* The hop's state first: opening the connection may fail it at once (conn_fail), which reads it. */
   conn = found;
+  conn->req = req;
+  conn->url = *u;
+  conn->start_ns = uv_hrtime();
   conn->received = conn->sent = conn->follow = conn->has_location = 0;
   h1_begin(&conn->parser, req->flags & REQ_HEAD);
   conn->read_timeout_ms = req->read_timeout_ms ? req->read_timeout_ms : c->opts.read_timeout_ms;
   if (conn->read_timeout_ms) engine_watch_reads(e, conn->read_timeout_ms);
   if (c->opts.timeout_ms) engine_watch_reads(e, c->opts.timeout_ms);
-  if (conn->state == CONN_READY) conn_send(conn);
+  if (conn->state == CONN_READY) {
+    conn_send(conn);
+  } else if (conn->state == CONN_RESOLVING && conn->resolve == NULL && conn->addrs == NULL) { /* a new one */
+    long connect_ms = req->connect_timeout_ms ? req->connect_timeout_ms : c->opts.connect_timeout_ms;
+    if (conn_open(conn, u, connect_ms) != 0) conn_fail(conn, CURLE_OUT_OF_MEMORY, 0, "cannot start resolving the host name");
+  }
 }
 
 /* ---- the read watch, cancelling, closing --------------------------------------------------------------- */
@@ -843,7 +858,7 @@ int native_check_reads(client_t *c, uint64_t now) {
     } else if (c->opts.timeout_ms && now - conn->req->started_ms >= (uint64_t)c->opts.timeout_ms) {
       snprintf(message, sizeof(message), "Operation timed out after %ld milliseconds", c->opts.timeout_ms);
       conn_fail(conn, CURLE_OPERATION_TIMEDOUT, 0, message);
-    } else if (conn->read_timeout_ms && conn->sent && !conn->paused &&
+    } else if (conn->read_timeout_ms && conn->state == CONN_READY && !conn->paused &&
                now - conn->last_io >= (uint64_t)conn->read_timeout_ms) { /* a pause is our wait, not the server's */
       snprintf(message, sizeof(message), "read timed out: no data from the server for %ld ms", conn->read_timeout_ms);
       conn_fail(conn, CURLE_OPERATION_TIMEDOUT, 0, message);

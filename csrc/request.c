@@ -28,8 +28,8 @@ void request_free(request_t *req) {
 }
 
 /*
- * The value of the first header called name (lower-case, with its colon) in a header block, trimmed; NULL when
- * there is none.
+ * The value of the first header called name (lower-case, with its colon) in a header block that has one, trimmed;
+ * NULL when there is none. An empty one is passed over, as libcurl passes over an empty Location.
  */
 const char *head_find(const buf_t *head, const char *name, size_t *value_len) {
   size_t n = strlen(name);
@@ -40,8 +40,10 @@ const char *head_find(const buf_t *head, const char *name, size_t *value_len) {
       const char *v = p + n;
       while (v < line_end && (*v == ' ' || *v == '\t')) v++;
       while (line_end > v && (line_end[-1] == '\r' || line_end[-1] == ' ' || line_end[-1] == '\t')) line_end--;
-      *value_len = (size_t)(line_end - v);
-      return v;
+      if (line_end > v) {
+        *value_len = (size_t)(line_end - v);
+        return v;
+      }
     }
     p = nl ? nl + 1 : NULL;
   }

@@ -12,6 +12,10 @@
 int url_split(const char *url, url_t *u) {
   const char *p, *authority, *end, *colon = NULL;
   memset(u, 0, sizeof(*u));
+  /* A control character or a space would go onto the request line as it is (CR LF would start a header):
+   * libcurl's parser refuses such a URL, and its error is the one a user gets. */
+  for (p = url; *p; p++)
+    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return -1;
   if (strncasecmp(url, "http://", 7) == 0) {
     authority = url + 7;
     u->port = 80;

@@ -64,6 +64,24 @@ def test_read_timeout(testserver):
         s.close()
 
 
+
+def test_a_server_that_stops_reading_an_upload_times_it_out():
+    # Connected (the kernel completes the handshake into the listen queue) but never read: once the buffers are
+    # full the write cannot go on, and that wait for the server counts against network_timeout as any other.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        s, rec = session(f"http://127.0.0.1:{listener.getsockname()[1]}", network_timeout=0.5)
+        try:
+            r = s.post("/upload", data=b"x" * (32 << 20))
+            assert r.status_code == 0 and isinstance(r.error, TimeoutError), repr(r.error)
+            assert len(rec.failures()) == 1
+        finally:
+            s.close()
+    finally:
+        listener.close()
+
 @pytest.mark.parametrize("message", ["Connection timed out after 1000 milliseconds",
                                      "Connection timeout after 1001 ms", "Connection time-out"])
 def test_connect_timeout_maps_to_timeout_error(message):
