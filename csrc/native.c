@@ -513,34 +513,37 @@ static void conn_reopen_cb(uv_handle_t *handle) {
   conn_connect(conn);
 }
 
+/*
+ * A connect to conn->addr failed (err, a libuv error), at once or later: the name's next address, or the request
+ * fails. A connection that is opening always carries its request: it leaves only by closing it (conn_take).
+ */
+static void conn_connect_failed(conn_t *conn, int err) {
+  char message[160];
+  assert(conn->req != NULL);
+  if (err != UV_ENOMEM && conn->addr != NULL && conn->addr->ai_next != NULL) {
+    conn->addr = conn->addr->ai_next;
+    /* A failed socket is not connected again: a new one, once the old one has closed (conn_reopen_cb). */
+    conn->reopening = 1;
+    uv_close((uv_handle_t *)&conn->tcp, conn_reopen_cb);
+    return;
+  }
+  snprintf(message, sizeof(message), "Failed to connect to %.100s: %s", conn->authority, strerror(-err));
+  conn_fail(conn, CURLE_COULDNT_CONNECT, -err, message);
+}
+
 static void conn_connected_cb(uv_connect_t *connect, int status) {
   conn_t *conn = connect->handle->data;
   free(connect);
   if (conn->state == CONN_CLOSED) return; /* closed while connecting (timed out, cancelled) */
   if (status < 0) {
-    if (conn->addr != NULL && conn->addr->ai_next != NULL) { /* the name has another address: try it */
-      conn->addr = conn->addr->ai_next;
-      /* A failed socket is not connected again: a new one, once the old one has closed. */
-      conn->reopening = 1;
-      uv_close((uv_handle_t *)&conn->tcp, conn_reopen_cb);
-      return;
-    }
-    if (conn->req == NULL) {
-      conn_close(conn);
-      return;
-    }
-    {
-      char message[160];
-      snprintf(message, sizeof(message), "Failed to connect to %.100s: %s", conn->authority, strerror(-status));
-      conn_fail(conn, CURLE_COULDNT_CONNECT, -status, message);
-    }
+    conn_connect_failed(conn, status);
     return;
   }
   conn->connect_since = 0;
   conn->state = CONN_READY;
   uv_tcp_nodelay(&conn->tcp, 1);
   uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb);
-  if (conn->req != NULL) conn_send(conn);
+  conn_send(conn);
 }
 
 /* Connects to conn->addr. */
@@ -548,20 +551,9 @@ static void conn_connect(conn_t *conn) {
   uv_connect_t *connect = malloc(sizeof(*connect)); /* freed by its callback, which libuv always calls */
   int rc = connect == NULL ? UV_ENOMEM : uv_tcp_connect(connect, &conn->tcp, conn->addr->ai_addr, conn_connected_cb);
   conn->state = CONN_CONNECTING;
-  if (rc != 0) {
-    char message[160];
+  if (rc != 0) { /* refused at once: no route, no address, no descriptor */
     free(connect);
-    if (rc != UV_ENOMEM && conn->addr->ai_next != NULL) { /* refused at once (no route, no address): the next */
-      conn->addr = conn->addr->ai_next;
-      conn->reopening = 1;
-      uv_close((uv_handle_t *)&conn->tcp, conn_reopen_cb);
-      return;
-    }
-    snprintf(message, sizeof(message), "Failed to connect to %.100s: %s", conn->authority, strerror(-rc));
-    if (conn->req)
-      conn_fail(conn, CURLE_COULDNT_CONNECT, -rc, message);
-    else
-      conn_close(conn);
+    conn_connect_failed(conn, rc);
   }
 }
 
@@ -577,10 +569,7 @@ static void conn_resolved_cb(uv_getaddrinfo_t *resolve, int status, struct addri
     char message[320];
     if (res) uv_freeaddrinfo(res);
     snprintf(message, sizeof(message), "Could not resolve host: %.*s", (int)conn->url.host_len, conn->url.host);
-    if (conn->req)
-      conn_fail(conn, CURLE_COULDNT_RESOLVE_HOST, 0, message);
-    else
-      conn_close(conn);
+    conn_fail(conn, CURLE_COULDNT_RESOLVE_HOST, 0, message);
     return;
   }
   conn->addrs = conn->addr = res;
