@@ -66,6 +66,7 @@ typedef struct {
 } url_t;
 
 int url_split(const char *url, url_t *u);
+int url_is_clean(const char *url, size_t len);
 int url_host_is_ip(const url_t *u);
 
 /* ---- cookie jars (cookies.c) ------------------------------------------------------------------------- */

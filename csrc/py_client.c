@@ -235,7 +235,7 @@ static int validate_authority(PyObject *url_obj, const char *a, Py_ssize_t len) 
 
 /* Quick structural check; libcurl reports anything subtler as a failed request. */
 static int validate_url(PyObject *url_obj, const char *u, Py_ssize_t len) {
-  Py_ssize_t i, rest;
+  Py_ssize_t rest;
   if (len >= 7 && strncasecmp(u, "http://", 7) == 0)
     rest = 7;
   else if (len >= 8 && strncasecmp(u, "https://", 8) == 0)
@@ -253,12 +253,9 @@ static int validate_url(PyObject *url_obj, const char *u, Py_ssize_t len) {
     return -1;
   }
   if (validate_authority(url_obj, u + rest, len - rest) < 0) return -1;
-  for (i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)u[i];
-    if (ch <= 0x20 || ch == 0x7f) {
-      PyErr_Format(PyExc_ValueError, "malformed URL %R: it contains whitespace or a control character", url_obj);
-      return -1;
-    }
+  if (!url_is_clean(u, (size_t)len)) {
+    PyErr_Format(PyExc_ValueError, "malformed URL %R: it contains whitespace or a control character", url_obj);
+    return -1;
   }
   return 0;
 }

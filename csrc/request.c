@@ -193,6 +193,7 @@ int request_follow(request_t *req, long max_redirects, int64_t hop_us) {
   if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_URL, &next, 0);
   curl_url_cleanup(u);
   free(text);
+  if (uc == CURLUE_OK && !url_is_clean(next, strlen(next))) uc = CURLUE_MALFORMED_INPUT; /* see url_is_clean */
   if (uc != CURLUE_OK || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
     int unsupported = uc == CURLUE_OK;
     char message[160];

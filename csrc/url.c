@@ -9,13 +9,20 @@
 #include <string.h>
 #include <strings.h>
 
+/*
+ * A URL without whitespace or a control character, which the native transport would put on the request line as
+ * they are (CR LF would start a header). Every URL the engine sends passes it: a request's, at submit
+ * (py_client.c), and a redirect's, in request_follow.
+ */
+int url_is_clean(const char *url, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f) return 0;
+  return 1;
+}
+
 int url_split(const char *url, url_t *u) {
   const char *p, *authority, *end, *colon = NULL;
   memset(u, 0, sizeof(*u));
-  /* A control character or a space would go onto the request line as it is (CR LF would start a header):
-   * libcurl's parser refuses such a URL, and its error is the one a user gets. */
-  for (p = url; *p; p++)
-    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return -1;
   if (strncasecmp(url, "http://", 7) == 0) {
     authority = url + 7;
     u->port = 80;
