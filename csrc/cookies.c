@@ -224,10 +224,32 @@ int jar_set_cookie(jar_t *j, const char *v, size_t n, const url_t *origin, int64
 
 #define JAR_HEADER_MAX 64 /* cookies sorted per request at most; more follow in the jar's order */
 
-/* The Cookie header value for a request to u, into out (empty before): "a=1; b=2", nothing when none match. */
-int jar_header(jar_t *j, const url_t *u, int64_t now, buf_t *out) {
+/* Whether the cookie goes with a request to u. */
+static int jar_matches(const cookie_t *c, const url_t *u, int *ip) {
+  if (c->secure && !u->https) return 0;
+  if (c->host_only) {
+    if (strlen(c->domain) != u->host_len || strncasecmp(c->domain, u->host, u->host_len) != 0) return 0;
+  } else {
+    if (*ip < 0) *ip = url_host_is_ip(u);
+    if (!domain_match(u->host, u->host_len, *ip, c->domain, strlen(c->domain))) return 0;
+  }
+  return u->path_len ? path_match(u->target, u->path_len, c->path) : path_match("/", 1, c->path);
+}
+
+/* "name=value" after out's first `start` bytes, with "; " before it when something is there already. */
+static int jar_append(buf_t *out, size_t start, const cookie_t *c) {
+  return (out->len > start && buf_append(out, "; ", 2)) || buf_append(out, c->name, strlen(c->name)) ||
+         buf_append(out, "=", 1) || buf_append(out, c->value, strlen(c->value));
+}
+
+/*
+ * The Cookie header value for a request to u, appended to out: "a=1; b=2", nothing when none match (with "; "
+ * before it when out has more than `start` bytes). Longer paths go first, then older cookies (RFC 6265 5.4, step
+ * 2), for the first JAR_HEADER_MAX that match; any more follow in the jar's order.
+ */
+int jar_header(jar_t *j, const url_t *u, int64_t now, buf_t *out, size_t start) {
   const cookie_t *match[JAR_HEADER_MAX];
-  int n = 0, ip = -1;
+  int n = 0, more = 0, ip = -1, i;
   cookie_t **link = &j->head;
   while (*link) {
     cookie_t *c = *link;
@@ -236,43 +258,25 @@ int jar_header(jar_t *j, const url_t *u, int64_t now, buf_t *out) {
       continue;
     }
     link = &c->next;
-    if (c->secure && !u->https) continue;
-    if (c->host_only) {
-      if (strlen(c->domain) != u->host_len || strncasecmp(c->domain, u->host, u->host_len) != 0) continue;
-    } else {
-      if (ip < 0) ip = url_host_is_ip(u);
-      if (!domain_match(u->host, u->host_len, ip, c->domain, strlen(c->domain))) continue;
-    }
-    if (!(u->path_len ? path_match(u->target, u->path_len, c->path) : path_match("/", 1, c->path))) continue;
-    if (n < JAR_HEADER_MAX) {
-      /* Longer paths first, then older cookies (RFC 6265 5.4, step 2): an insertion sort of a few. */
-      int i = n++;
-      size_t len = strlen(c->path);
-      while (i > 0 && (strlen(match[i - 1]->path) < len ||
-                       (strlen(match[i - 1]->path) == len && match[i - 1]->order > c->order))) {
-        match[i] = match[i - 1];
-        i--;
-      }
-      match[i] = c;
+    if (!jar_matches(c, u, &ip)) continue;
+    if (n == JAR_HEADER_MAX) {
+      more = 1;
       continue;
     }
-    if ((out->len > 0 && buf_append(out, "; ", 2)) || buf_append(out, c->name, strlen(c->name)) ||
-        buf_append(out, "=", 1) || buf_append(out, c->value, strlen(c->value)))
-      return -1;
-  }
-  /* The sorted ones go in front of any that did not fit in the sort. */
-  if (n > 0) {
-    buf_t head = {0};
-    for (int i = 0; i < n; i++) {
-      if ((i > 0 && buf_append(&head, "; ", 2)) || buf_append(&head, match[i]->name, strlen(match[i]->name)) ||
-          buf_append(&head, "=", 1) || buf_append(&head, match[i]->value, strlen(match[i]->value))) {
-        buf_free(&head);
-        return -1;
-      }
+    i = n++; /* an insertion sort of a few */
+    while (i > 0 && (strlen(match[i - 1]->path) < strlen(c->path) ||
+                     (strlen(match[i - 1]->path) == strlen(c->path) && match[i - 1]->order > c->order))) {
+      match[i] = match[i - 1];
+      i--;
     }
-    if (out->len > 0 && buf_append(&head, "; ", 2) == 0) buf_append(&head, out->data, out->len);
-    buf_free(out);
-    *out = head;
+    match[i] = c;
+  }
+  for (i = 0; i < n; i++)
+    if (jar_append(out, start, match[i])) return -1;
+  if (more) { /* those past the first JAR_HEADER_MAX matches, in the jar's order */
+    int seen = 0;
+    for (const cookie_t *c = j->head; c; c = c->next)
+      if (jar_matches(c, u, &ip) && ++seen > JAR_HEADER_MAX && jar_append(out, start, c)) return -1;
   }
   return 0;
 }

@@ -409,6 +409,7 @@ int xfer_start(xfer_t *x, request_t *req) {
   }
   /* The user's cookies for this URL, from its jar (request.c), and the request's own. */
   if (LC_UNLIKELY(request_has_cookies(x->client, req) || x->cookie_set)) {
+    x->cookies.len = 0;
     if (request_cookies(x->client, req, &x->url, &x->cookies) != 0 || buf_append(&x->cookies, "", 1) != 0) {
       snprintf(x->errbuf, sizeof(x->errbuf), "out of memory building the Cookie header");
       return CURLE_OUT_OF_MEMORY;

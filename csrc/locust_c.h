@@ -84,7 +84,7 @@ typedef struct {
 
 void jar_clear(jar_t *j);
 int jar_set_cookie(jar_t *j, const char *value, size_t n, const url_t *origin, int64_t now);
-int jar_header(jar_t *j, const url_t *u, int64_t now, buf_t *out);
+int jar_header(jar_t *j, const url_t *u, int64_t now, buf_t *out, size_t start);
 int jar_load_line(jar_t *j, const char *line, size_t n, int64_t now);
 int jar_dump(jar_t *j, int64_t now, buf_t *out);
 

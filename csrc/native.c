@@ -674,15 +674,15 @@ static int conn_build(conn_t *conn, request_t *req, buf_t *o) {
     rc |= NATIVE_APPEND(o, "\r\n");
   }
   if (!accept) rc |= NATIVE_APPEND(o, "Accept: */*\r\n");
-  if (LC_UNLIKELY(request_has_cookies(conn->client, req))) {
-    buf_t cookies = {0};
-    if (request_cookies(conn->client, req, u, &cookies) != 0) rc = -1;
-    if (cookies.len > 0) {
-      rc |= NATIVE_APPEND(o, "Cookie: ");
-      rc |= buf_append(o, cookies.data, cookies.len);
+  if (LC_UNLIKELY(request_has_cookies(conn->client, req))) { /* written in place: no line when none match */
+    size_t line = o->len;
+    rc |= NATIVE_APPEND(o, "Cookie: ");
+    size_t value = o->len;
+    if (request_cookies(conn->client, req, u, o) != 0) rc = -1;
+    if (o->len == value)
+      o->len = line;
+    else
       rc |= NATIVE_APPEND(o, "\r\n");
-    }
-    buf_free(&cookies);
   }
   for (struct curl_slist *l = req->headers; l; l = l->next) {
     const char *d = l->data, *colon = strchr(d, ':'), *semi;

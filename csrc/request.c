@@ -85,22 +85,17 @@ int request_fault(fault_t fault, const client_t *c, char *out, size_t n) {
   }
 }
 
-/* The Cookie header value of the request's next hop into out (emptied first): the jar's cookies for its URL, then
- * its own cookies= ones. Returns -1 when out of memory. */
+/*
+ * The Cookie header value of the request's next hop, appended to out: the jar's cookies for its URL, those its
+ * earlier hops set (a client without a jar), then its own cookies= ones. Returns -1 when out of memory.
+ */
 int request_cookies(client_t *c, request_t *req, const url_t *u, buf_t *out) {
-  out->len = 0;
-  if (c->opts.cookies && c->jar.head != NULL && jar_header(&c->jar, u, (int64_t)time(NULL), out) != 0) return -1;
-  if (req->hop_jar != NULL) {
-    buf_t hop = {0};
-    int rc = jar_header(req->hop_jar, u, (int64_t)time(NULL), &hop);
-    if (rc == 0 && hop.len > 0 && ((out->len > 0 && buf_append(out, "; ", 2) != 0) ||
-                                   buf_append(out, hop.data, hop.len) != 0))
-      rc = -1;
-    buf_free(&hop);
-    if (rc != 0) return -1;
-  }
+  size_t start = out->len;
+  int64_t now = (int64_t)time(NULL);
+  if (c->opts.cookies && c->jar.head != NULL && jar_header(&c->jar, u, now, out, start) != 0) return -1;
+  if (req->hop_jar != NULL && jar_header(req->hop_jar, u, now, out, start) != 0) return -1;
   if (req->cookie != NULL) {
-    if (out->len > 0 && buf_append(out, "; ", 2) != 0) return -1;
+    if (out->len > start && buf_append(out, "; ", 2) != 0) return -1;
     if (buf_append(out, req->cookie, strlen(req->cookie)) != 0) return -1;
   }
   return 0;
