@@ -100,9 +100,10 @@ def native_transport() -> bool:
     """Whether plain http:// requests may take the native transport: ``LOCUST_C_TRANSPORT`` is ``auto`` (the
     default: http:// natively, the rest through libcurl) or ``curl`` (libcurl for everything)."""
     raw = os.environ.get("LOCUST_C_TRANSPORT", "auto")
-    if raw.strip().lower() not in TRANSPORTS:
+    transport = raw.strip().lower()
+    if transport not in TRANSPORTS:
         raise ValueError(f"LOCUST_C_TRANSPORT must be one of {', '.join(TRANSPORTS)}, not {raw!r}")
-    return raw.strip().lower() == "auto"
+    return transport == "auto"
 
 
 def acquire() -> EngineHandle:

@@ -777,26 +777,25 @@ class ClientPool:
         self.client_args = {"concurrency": concurrency}
 
 
-# The engine client of each pool in use, with the engine it runs on: made by the pool's first user to connect.
+# What sessions with equal settings share rather than each hold (an idle user's memory): their engine options,
+# read-only, and their default headers, until one of them changes its own (FastCSession.headers).
+_SHARED_OPTIONS: dict[tuple, dict[str, Any]] = {}
 _SHARED_HEADERS: dict[tuple, SessionHeaders] = {}
 
 
-def _shared_headers(headers: dict[str, Any]) -> SessionHeaders | None:
-    """The one unchanged SessionHeaders of sessions with these default headers; None when they cannot be shared
-    (a value that is not hashable)."""
+def _shared(table: dict[tuple, Any], items: dict[str, Any], make: Any) -> Any:
+    """The one ``make(items)`` of ``table`` for these items, made on first use; None when a value is not hashable."""
     try:
-        key = tuple(headers.items())
-        shared = _SHARED_HEADERS.get(key)
+        key = tuple(items.items())
+        found = table.get(key)
     except TypeError:
         return None
-    if shared is None:
-        shared = _SHARED_HEADERS[key] = SessionHeaders(headers)
-    return shared
+    if found is None:
+        found = table[key] = make(items)
+    return found
 
 
-_shared_options: dict[tuple, dict[str, Any]] = {}
-"""The engine options of the sessions made so far, one dict per distinct set (see FastCSession.__init__)."""
-
+# The engine client of each pool in use, with the engine it runs on: made by the pool's first user to connect.
 _pool_clients: weakref.WeakKeyDictionary[Any, tuple[_engines.EngineHandle, Any]] = weakref.WeakKeyDictionary()
 
 
@@ -886,10 +885,9 @@ class FastCSession:
         if self.auth_header:
             default_headers.setdefault("Authorization", self.auth_header)
         # Sessions with the same default headers share one mapping until one of them is changed (see headers).
-        self._headers = _shared_headers(default_headers)
-        self._headers_shared = self._headers is not None
-        if self._headers is None:
-            self._headers = SessionHeaders(default_headers)
+        shared = _shared(_SHARED_HEADERS, default_headers, SessionHeaders)
+        self._headers_shared = shared is not None
+        self._headers = shared if shared is not None else SessionHeaders(default_headers)
         self._auth: Any = None
         self._lines: tuple[str, ...] = ()
         self._lines_version = -1
@@ -913,7 +911,7 @@ class FastCSession:
         }
         self._options["cert"], self._options["key"] = _cert_files(client_cert)
         # Users of one class have the same options: they share one read-only dict rather than each holding its own.
-        self._options = _shared_options.setdefault(tuple(self._options.items()), self._options)
+        self._options = _shared(_SHARED_OPTIONS, self._options, dict) or self._options
         self.ssl_context_factory = ssl_context_factory
         # A shared pool keeps no cookies in the engine: each of its users has a jar here (see ClientPool).
         self._pool = client_pool
