@@ -62,9 +62,9 @@ cflags, ldflags = compile_args()
 engine = Extension(
     "locust_c._engine",
     sources=["csrc/py_module.c", "csrc/py_engine.c", "csrc/py_client.c", "csrc/py_result.c", "csrc/py_stats.c",
-             "csrc/loop.c", "csrc/buf.c", "csrc/sockets.c", "csrc/users.c", "csrc/curl.c", "csrc/decode.c",
-             "csrc/stats.c", "csrc/tls.c", "csrc/stream.c", "csrc/url.c", "csrc/cookies.c", "csrc/request.c",
-             "csrc/h1.c", "csrc/native.c"],
+             "csrc/py_session.c", "csrc/loop.c", "csrc/buf.c", "csrc/sockets.c", "csrc/users.c", "csrc/curl.c",
+             "csrc/decode.c", "csrc/stats.c", "csrc/tls.c", "csrc/stream.c", "csrc/url.c", "csrc/cookies.c",
+             "csrc/request.c", "csrc/h1.c", "csrc/native.c"],
     depends=["csrc/locust_c.h", "csrc/py_types.h"],
     extra_compile_args=cflags + lib_cflags,
     extra_link_args=ldflags + lib_ldflags,

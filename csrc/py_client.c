@@ -290,7 +290,7 @@ static int validate_header(PyObject *line_obj, const char *h, Py_ssize_t len) {
  * is a tuple of str "Name: value" lines or None; body is a bytes-like object or None. The token is
  * resumed with token.switch(result) when the request finishes.
  */
-static PyObject *client_submit_py(ClientObject *self, PyObject *const *args, Py_ssize_t nargs) {
+PyObject *client_obj_submit(ClientObject *self, PyObject *const *args, Py_ssize_t nargs) {
   PyObject *token, *method_obj, *url_obj, *headers_obj, *body_obj, *endpoint_obj;
   ResultObject *result;
   const char *method, *url;
@@ -492,7 +492,7 @@ static PyObject *client_set_aside_py(ClientObject *self, PyObject *unused) {
 }
 
 static PyMethodDef client_methods[] = {
-    {"submit", (PyCFunction)(void (*)(void))client_submit_py, METH_FASTCALL,
+    {"submit", (PyCFunction)(void (*)(void))client_obj_submit, METH_FASTCALL,
      "submit(token, method, url, headers, body, flags, endpoint[, (cookie, connect_timeout, timeout)]) -> id\n\n"
      "Queue a request; token.switch(result) is called from the hub when it finishes; endpoint (or None) records "
      "its statistics; the optional tuple adds cookies to the jar's and overrides the client's timeouts (0: not)."},

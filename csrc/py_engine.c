@@ -291,12 +291,19 @@ static PyGetSetDef engine_getset[] = {
     {NULL},
 };
 
+static PyMemberDef engine_members[] = {
+    {"pending", T_LONG, offsetof(EngineObject, pending), 0,
+     "Deliveries due: requests in flight and stream wake-ups (EngineHandle counts them, as does the C request path)."},
+    {NULL},
+};
+
 static PyType_Slot engine_slots[] = {
     {Py_tp_doc, "Engine()\n--\n\nOne native thread running a libuv loop that drives a libcurl multi handle."},
     {Py_tp_new, engine_new},
     {Py_tp_dealloc, engine_dealloc},
     {Py_tp_methods, engine_methods},
     {Py_tp_getset, engine_getset},
+    {Py_tp_members, engine_members},
     {0, NULL},
 };
 

@@ -115,6 +115,8 @@ static int module_exec(PyObject *m) {
       PyModule_AddType(m, st->endpoint_type) < 0)
     return -1;
   if ((st->str_switch = PyUnicode_InternFromString("switch")) == NULL) return -1;
+  if (session_module_exec(m, st) < 0) return -1;
+  if (PyModule_AddFunctions(m, session_module_methods) < 0) return -1;
 
   info = curl_version_info(CURLVERSION_NOW);
   if (PyModule_AddStringConstant(m, "curl_version", info->version) < 0) return -1;
@@ -159,7 +161,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->histogram_type);
   Py_VISIT(st->endpoint_type);
   Py_VISIT(st->flush);
-  return 0;
+  return session_module_traverse(st, visit, arg);
 }
 
 static int module_clear(PyObject *m) {
@@ -171,6 +173,7 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->endpoint_type);
   Py_CLEAR(st->flush);
   Py_CLEAR(st->str_switch);
+  session_module_clear(st);
   return 0;
 }
 

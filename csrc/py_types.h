@@ -1,11 +1,12 @@
 /*
  * locust_c._engine's private header: the CPython types over the engine, one file each (py_module.c, py_engine.c,
- * py_client.c, py_result.c, py_stats.c), and what they share. Only these files include Python.h; C errors become
+ * py_client.c, py_result.c, py_stats.c, py_session.c), and what they share. Only these files include Python.h; C errors become
  * Python exceptions in lc_raise and nowhere else.
  *
  *   Engine()            one engine thread; fileno() for the hub, dispatch() to resume finished requests
  *   Client(engine, ...) one simulated user's connections and cookies; submit/cancel/close
  *   Result              a finished request; its body is copied into Python only when read
+ *   Session, Response   the bases of FastCSession and FastCResponse: the request path in C (py_session.c)
  *   Histogram, Endpoint exact latency histograms and the Locust stats deltas of one (method, name)
  */
 #ifndef LOCUST_C_PY_TYPES_H
@@ -29,6 +30,10 @@
  */
 extern pid_t process_pid;
 
+/* py_session.c: request()'s arguments after method and url, and the methods its C path knows. */
+#define SESSION_ARG_COUNT 15
+#define SESSION_METHOD_COUNT 8
+
 typedef struct {
   PyTypeObject *engine_type;
   PyTypeObject *client_type;
@@ -37,6 +42,18 @@ typedef struct {
   PyTypeObject *endpoint_type;
   PyObject *str_switch;
   PyObject *flush; /* callable(list of dirty Endpoints), set by locust_c.stats */
+  /* py_session.c: its types, what session.py gives it (set_request_path), its interned names */
+  PyTypeObject *session_type;
+  PyTypeObject *response_type;
+  PyObject *waiter_type;    /* gevent's Waiter */
+  PyObject *response_class; /* FastCResponse */
+  PyObject *valid_codes;    /* VALID_RESPONSE_CODES: the statuses the engine batches */
+  PyObject *json_dumps;     /* json.dumps: a json= body is written as FastHttpUser writes it */
+  PyObject *arg_names[SESSION_ARG_COUNT];
+  PyObject *method_names[SESSION_METHOD_COUNT];
+  PyObject *str_get, *str__request, *str__prepare, *str__finish, *str__session_lines, *str_version, *str_valid,
+      *str_watcher, *str_ref, *str_endpoint, *str_batchable, *str_valid_response_codes, *str_lower,
+      *str_content_type, *str_accept, *str_expect;
 } module_state_t;
 
 typedef struct {
@@ -61,6 +78,7 @@ typedef struct {
   engine_t *engine;
   pid_t pid;
   PyObject *dirty; /* dispatch's list of endpoints with a delta to flush, kept between batches */
+  long pending;    /* deliveries due (requests, stream wake-ups): EngineHandle holds the hub's loop while any are */
 } EngineObject;
 
 typedef struct {
@@ -102,5 +120,12 @@ int engine_check(EngineObject *self);
 
 /* py_client.c */
 int client_obj_send(ClientObject *self, cmd_kind_t kind, uint64_t id);
+PyObject *client_obj_submit(ClientObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* py_session.c */
+extern PyMethodDef session_module_methods[];
+int session_module_exec(PyObject *m, module_state_t *st);
+int session_module_traverse(module_state_t *st, visitproc visit, void *arg);
+void session_module_clear(module_state_t *st);
 
 #endif /* LOCUST_C_PY_TYPES_H */

@@ -38,10 +38,13 @@ BAD_ENCODING: int
 
 def hist_percentiles(values_us: list[int], percentiles: list[float]) -> list[int]: ...
 def set_flush(callback: Any) -> None: ...
+def set_request_path(waiter_type: type, response_class: type[Response], valid_codes: frozenset[int],
+                     json_dumps: Any) -> None: ...
 
 @final
 class Engine:
     running: bool
+    pending: int
     def __init__(self, idle_seconds: float = ...) -> None: ...
     def fileno(self) -> int: ...
     def dispatch(self) -> int: ...
@@ -63,6 +66,38 @@ class Client:
     def cancel(self, request_id: int) -> None: ...
     def close(self) -> None: ...
     def set_aside(self) -> None: ...
+
+class Session:
+    """The base of FastCSession: its hot state, and request(), get() and post() (csrc/py_session.c)."""
+    _client: Client | None
+    _handle: Any
+    base_url: str
+    request_name: str | None
+    _headers: Any
+    _lines: tuple[str, ...]
+    _lines_version: int
+    _names: frozenset[str]
+    _jar: Any
+    _reporter: Any
+    def request(self, method: str, url: str, name: str | None = ..., data: Any = ..., catch_response: bool = ...,
+                stream: bool = ..., headers: dict | None = ..., auth: Any = ..., json: Any = ...,
+                allow_redirects: bool = ..., context: dict | None = ..., params: Any = ..., cookies: Any = ...,
+                timeout: Any = ..., files: Any = ..., verify: bool | str | None = ..., cert: Any = ...) -> Any: ...
+    def get(self, url: str, **kwargs: Any) -> Any: ...
+    def post(self, url: str, data: Any = ..., json: Any = ..., **kwargs: Any) -> Any: ...
+
+class Response:
+    """The base of FastCResponse: its fields."""
+    _result: Result | None
+    _method: str
+    _url: str
+    _lines: tuple[str, ...] | None
+    _body: str | bytes | None
+    error: BaseException | None
+    status_code: int
+    def __init__(self, result: Result | None, method: str, url: str, lines: tuple[str, ...] | None,
+                 body: str | bytes | None, error: BaseException | None) -> None: ...
+    def _take(self, other: Response, /) -> None: ...
 
 @final
 class Result:

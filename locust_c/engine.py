@@ -24,13 +24,12 @@ from . import _engine
 class EngineHandle:
     """One running engine and the hub watcher that delivers its results."""
 
-    __slots__ = ("engine", "idle_seconds", "pid", "pending", "valid", "watcher", "__weakref__")
+    __slots__ = ("engine", "idle_seconds", "pid", "valid", "watcher", "__weakref__")
 
     def __init__(self, idle_seconds: float) -> None:
         self.engine = _engine.Engine(idle_seconds=idle_seconds)
         self.idle_seconds = idle_seconds
         self.pid = os.getpid()
-        self.pending = 0
         self.valid = True  # False once stopped, and in a forked child: sessions then connect to a new engine
         self.watcher = gevent.get_hub().loop.io(self.engine.fileno(), 1)
         # The watcher holds the hub's loop alive only while requests are in flight (``pending``, counted up by
@@ -39,21 +38,32 @@ class EngineHandle:
         self.watcher.ref = False
         self.watcher.start(self._ready)
 
+    @property
+    def pending(self) -> int:
+        """Deliveries due; kept in the engine object, where the C request path counts its requests too."""
+        return self.engine.pending
+
+    @pending.setter
+    def pending(self, value: int) -> None:
+        self.engine.pending = value
+
     def expect(self) -> None:
         """One more delivery is due (a request's answer, a stream's wake-up): the hub waits for it."""
-        if not self.pending:
+        engine = self.engine
+        if not engine.pending:
             self.watcher.ref = True
-        self.pending += 1
+        engine.pending += 1
 
     def _ready(self) -> None:
         if self.pid != os.getpid():  # a forked child inherited the watcher: the engine is not ours
             self.watcher.stop()
             return
         # dispatch() runs user greenlets, which submit more: read pending only after it returns.
-        delivered = self.engine.dispatch()
-        self.pending -= delivered
-        if self.pending <= 0:
-            self.pending = 0
+        engine = self.engine
+        delivered = engine.dispatch()
+        engine.pending -= delivered
+        if engine.pending <= 0:
+            engine.pending = 0
             self.watcher.ref = False
 
     def stop(self) -> None:

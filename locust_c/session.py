@@ -474,10 +474,12 @@ class FastCStream:
             raise
 
 
-class FastCResponse:
+class FastCResponse(_engine.Response):
     """A response, API-compatible with FastHttpUser's ``FastResponse``.
 
-    ``status_code`` is 0 and ``content`` is None when no response arrived (``error`` then says why).
+    ``status_code`` is 0 and ``content`` is None when no response arrived (``error`` then says why). Its fields
+    are the C base's (``FastCResponse(result, method, url, lines, body, error)``), so that the C request path
+    makes one without running Python.
     """
 
     encoding: str | None = None
@@ -492,16 +494,6 @@ class FastCResponse:
     _stream: FastCStream | None = None
     _streamed_content: bytes | None = None
     _max_bytes = 0
-
-    def __init__(self, result: Any, method: str, url: str, lines: tuple[str, ...] | None, body: bytes | None,
-                 error: BaseException | None) -> None:
-        self._result = result
-        self._method = method
-        self._url = url
-        self._lines = lines
-        self._body = body
-        self.status_code: int = result.status if result is not None else 0
-        self.error: BaseException | None = error
 
     # ---- body ------------------------------------------------------------------------------------------
 
@@ -708,6 +700,7 @@ class ResponseContextManager(FastCResponse):
     _entered = False
 
     def __init__(self, response: FastCResponse, reporter: RequestReporter, meta: dict[str, Any]) -> None:
+        self._take(response)
         self.__dict__.update(response.__dict__)
         self._reporter = reporter
         self.request_meta = meta
@@ -815,11 +808,14 @@ def _jar_extract(jar: CookieJar, url: str, heads: bytes) -> None:
         jar.extract_cookies(MockResponse(message), MockRequest(Request("GET", url)))
 
 
-class FastCSession:
+class FastCSession(_engine.Session):
     """An HTTP client for one user, API-compatible with ``FastHttpSession``, whose requests run in C.
 
     It owns the user's keep-alive connections (up to ``concurrency`` at once) and cookie jar; nothing is shared
     with other sessions. Call ``close()`` to release them (FastCUser does so when the user stops).
+
+    ``request()``, ``get()`` and ``post()`` are the C base's (csrc/py_session.c): the common case runs there,
+    and everything else here, in ``_request``, by the same steps (``_prepare``, ``_finish``).
     """
 
     valid_response_codes: frozenset[int] = VALID_RESPONSE_CODES
@@ -1084,7 +1080,15 @@ class FastCSession:
             raise MissingSchema(f"relative URL {path!r} but no host: set the user's host or pass an absolute URL")
         return f"{self.base_url}{path}"
 
-    def request(
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that overrides request() gets it called by get() and post() too, as in FastHttpSession.
+        if "request" in cls.__dict__:
+            for verb in ("get", "post"):
+                if verb not in cls.__dict__:
+                    setattr(cls, verb, getattr(_VerbsThroughRequest, verb))
+
+    def _request(
         self,
         method: str,
         url: str,
@@ -1105,12 +1109,8 @@ class FastCSession:
         cert: str | tuple[str, str] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Send an HTTP request and record it in Locust's statistics.
-
-        Returns a :class:`FastCResponse`, or with ``catch_response=True`` a :class:`ResponseContextManager`
-        to use in a ``with`` block. Bad arguments raise here and send nothing; network faults and HTTP errors
-        are recorded as failures and returned in ``response.error``.
-        """
+        """``request()`` in Python: every case that the C base's ``request()`` does not take itself (see
+        csrc/py_session.c), by the same steps. Same arguments, same result, same errors."""
         if kwargs:
             raise TypeError(f"request() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
         if not isinstance(url, str):
@@ -1158,10 +1158,7 @@ class FastCSession:
             request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint)
         else:
             request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint, extras)
-        handle = self._handle
-        if not handle.pending:  # handle.expect(), written out: this is every request's path
-            handle.watcher.ref = True
-        handle.pending += 1
+        self._handle.expect()
         try:
             result = waiter.get()
         except BaseException:
@@ -1169,6 +1166,15 @@ class FastCSession:
             client.cancel(request_id)
             raise
 
+        return self._finish(method, stats_name, full_url, lines, shown, result, start_time, catch_response, stream,
+                            context)
+
+    def _finish(self, method: str, stats_name: str, full_url: str, lines: tuple[str, ...] | None,
+                shown: str | bytes | None, result: Any, start_time: float, catch_response: bool, stream: bool,
+                context: dict | None) -> Any:
+        """The response to a finished request, reported to Locust unless the engine has done so already; with
+        ``catch_response`` the context manager that reports it when its block ends."""
+        reporter = self._reporter
         if self._jar is not None and result.status:
             _jar_extract(self._jar, full_url, result.redirects_head + result.head)
         if result.result:
@@ -1181,7 +1187,7 @@ class FastCSession:
                 error = BadStatusCode(full_url, result.status, stats_name)
             response = FastCResponse(result, method, full_url, lines, shown, error)
             if stream:
-                response._handle = handle
+                response._handle = self._handle
                 response._max_bytes = self._options["max_response_bytes"]
 
         if catch_response:
@@ -1263,10 +1269,6 @@ class FastCSession:
 
     # ---- verbs -----------------------------------------------------------------------------------------
 
-    def get(self, url: str, **kwargs: Any) -> Any:
-        """Send a GET request."""
-        return self.request("GET", url, **kwargs)
-
     def iter_lines(self, url: str, method: str = "GET", **kwargs: Any) -> Iterator[str]:
         """Send a request and yield its body line by line, as FastHttpSession.iter_lines does."""
         response = self.request(method, url, stream=True, **kwargs)
@@ -1291,10 +1293,6 @@ class FastCSession:
         """Send a DELETE request."""
         return self.request("DELETE", url, **kwargs)
 
-    def post(self, url: str, data: Any = None, json: Any = None, **kwargs: Any) -> Any:
-        """Send a POST request."""
-        return self.request("POST", url, data=data, json=json, **kwargs)
-
     def put(self, url: str, data: Any = None, **kwargs: Any) -> Any:
         """Send a PUT request."""
         return self.request("PUT", url, data=data, **kwargs)
@@ -1302,3 +1300,18 @@ class FastCSession:
     def patch(self, url: str, data: Any = None, **kwargs: Any) -> Any:
         """Send a PATCH request."""
         return self.request("PATCH", url, data=data, **kwargs)
+
+
+class _VerbsThroughRequest:
+    """get() and post() through ``self.request``: for the subclasses of FastCSession that override request()."""
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        """Send a GET request."""
+        return self.request("GET", url, **kwargs)  # type: ignore[attr-defined]
+
+    def post(self, url: str, data: Any = None, json: Any = None, **kwargs: Any) -> Any:
+        """Send a POST request."""
+        return self.request("POST", url, data=data, json=json, **kwargs)  # type: ignore[attr-defined]
+
+
+_engine.set_request_path(Waiter, FastCResponse, VALID_RESPONSE_CODES, _json.dumps)

@@ -32,7 +32,8 @@ def _stub_names() -> tuple[set[str], dict[str, set[str]]]:
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             members = {n.name for n in node.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
-            members |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)}
+            members |= {n.target.id for n in node.body
+                        if isinstance(n, ast.AnnAssign) and not n.target.id.startswith("_")}
             classes[node.name] = members
         elif isinstance(node, ast.FunctionDef):
             top.add(node.name)

@@ -1,0 +1,109 @@
+"""The request path in C (csrc/py_session.c) and the one in Python (FastCSession._request) are one behaviour:
+the common request() / get() / post() runs in C, any other argument sends it through Python, and a user cannot
+tell which one ran: same bytes on the wire, same response, same statistics, same errors."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import local_user
+
+# Every test runs on both transports (conftest.py's transport fixture).
+pytestmark = pytest.mark.usefixtures("transport")
+
+ORDER = {"customer": 4711, "items": [{"sku": "A-1", "qty": 2}], "note": "caf\u00e9", "coupon": None}
+
+
+def sent(response) -> tuple:
+    """What the server received: method, path, headers in the order sent, body."""
+    echo = response.json()
+    return echo["method"], echo["path"], list(echo["headers"].items()), echo["body"]
+
+
+def both_paths(client, method: str, url: str, **kwargs):
+    """The same request through the C path and through the Python one (an empty params= is a no-op that only
+    the Python path takes). The C path needs a connected client: a user's first request is Python's."""
+    if client._client is None:
+        client.get("/")
+    return client.request(method, url, **kwargs), client.request(method, url, params={}, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"headers": {"X-Trace": "1", "Accept-Language": "en", "X-Bytes": b"\xe9t\xe9", "X-Int": 7, "X-None": None,
+                 "X-Empty": ""}},
+    {"json": ORDER},
+    {"json": ORDER, "headers": {"Authorization": "Bearer t", "Content-Type": "application/vnd.api+json"}},
+    {"json": [], "headers": {"accept": "text/plain", "expect": ""}},
+    {"data": {"a": "1", "b": ["2", "3"]}},
+    {"data": "plain text", "headers": {"X-A": "b"}},
+    {"headers": {"User-Agent": "mine"}},  # replaces a session header
+], ids=["plain", "headers", "json", "json-own-type", "json-own-accept", "form", "text", "replaces-session"])
+def test_the_c_path_sends_what_the_python_path_sends(testserver, kwargs):
+    user, _ = local_user(testserver.url)
+    try:
+        user.client.headers["X-Session"] = "s"
+        fast, slow = both_paths(user.client, "POST", "/echo", **kwargs)
+        assert sent(fast) == sent(slow)
+        assert (fast.request.headers, fast.request.body) == (slow.request.headers, slow.request.body)
+        assert (fast.status_code, fast.url, fast.headers["content-type"]) == (200, slow.url, slow.headers["content-type"])
+    finally:
+        user.client.close()
+
+
+def test_both_paths_count_alike_in_locusts_statistics(testserver):
+    user, env = local_user(testserver.url)
+    try:
+        for _ in range(3):
+            both_paths(user.client, "GET", "/", name="home")
+            both_paths(user.client, "GET", "/status/503", name="down")
+            with user.client.post("/echo", json=ORDER, name="order", catch_response=True) as r:
+                if r.json()["body"]:
+                    r.failure("a failure the block decided")
+            with user.client.post("/echo", json=ORDER, name="order", catch_response=True, params={}) as r:
+                if r.json()["body"]:
+                    r.failure("a failure the block decided")
+        stats = env.runner.stats
+        assert (stats.get("home", "GET").num_requests, stats.get("home", "GET").num_failures) == (6, 0)
+        assert (stats.get("down", "GET").num_requests, stats.get("down", "GET").num_failures) == (6, 6)
+        assert (stats.get("order", "POST").num_requests, stats.get("order", "POST").num_failures) == (6, 6)
+    finally:
+        user.client.close()
+
+
+def test_get_and_post_take_their_positional_arguments_and_refuse_others(testserver):
+    user, _ = local_user(testserver.url)
+    try:
+        user.client.get("/")  # connected: what follows is the C path's
+        assert sent(user.client.post("/echo", b"raw"))[3] == "raw"
+        assert sent(user.client.post("/echo", None, {"k": 1}))[3] == '{"k": 1}'
+        with pytest.raises(TypeError, match="positional"):
+            user.client.get("/echo", "name")
+        with pytest.raises(TypeError, match="multiple values for argument 'data'"):
+            user.client.post("/echo", b"a", data=b"b")
+        with pytest.raises(TypeError, match="unexpected keyword argument.*colour"):
+            user.client.get("/echo", colour="blue")
+        with pytest.raises(TypeError, match="header names must be str"):
+            user.client.post("/echo", json={}, headers={1: "x"})
+        assert user.client.get("/echo", name="fine").status_code == 200  # nothing was left behind
+    finally:
+        user.client.close()
+
+
+def test_a_session_subclass_that_overrides_request_sees_get_and_post(testserver):
+    from locust_c import FastCSession
+
+    seen = []
+
+    class Tracing(FastCSession):
+        def request(self, method, url, **kwargs):
+            seen.append((method, url))
+            return super().request(method, url, **kwargs)
+
+    user, env = local_user(testserver.url)
+    s = Tracing(testserver.url, env.events.request, user)
+    try:
+        assert s.get("/").status_code == 200
+        assert s.post("/echo", json={}).status_code == 200
+        assert seen == [("GET", "/"), ("POST", "/echo")]
+    finally:
+        s.close()
