@@ -45,7 +45,8 @@ def test_the_c_path_sends_what_the_python_path_sends(testserver, kwargs):
         fast, slow = both_paths(user.client, "POST", "/echo", **kwargs)
         assert sent(fast) == sent(slow)
         assert (fast.request.headers, fast.request.body) == (slow.request.headers, slow.request.body)
-        assert (fast.status_code, fast.url, fast.headers["content-type"]) == (200, slow.url, slow.headers["content-type"])
+        assert (fast.status_code, fast.url) == (200, slow.url)
+        assert fast.headers["content-type"] == slow.headers["content-type"]
     finally:
         user.client.close()
 
