@@ -97,17 +97,6 @@ static PyObject *engine_fileno(EngineObject *self, PyObject *unused) {
   return PyLong_FromLong(self->engine->event_fd);
 }
 
-/* FastHttpUser's valid_response_codes (locust_c.session.VALID_RESPONSE_CODES): only these are batched. */
-static int status_is_success(long status) {
-  switch (status) {
-  case 200: case 201: case 202: case 203: case 204: case 205: case 206: case 207: case 208: case 226:
-  case 301: case 302: case 303: case 304: case 307: case 308:
-    return 1;
-  default:
-    return 0;
-  }
-}
-
 /*
  * Resumes every waiter whose request has finished: token.switch(result) for each, in completion order.
  * Runs in the gevent hub (it is the eventfd watcher's callback). Before any waiter runs, the batch's

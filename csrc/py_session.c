@@ -71,6 +71,12 @@ static const struct {
 #define METHOD_GET 0
 #define METHOD_POST 1
 
+/* The request event's keyword arguments, as RequestReporter.meta gives them. */
+static const char *const meta_names[9] = {"request_type", "name",    "response_time", "response_length", "response",
+                                          "exception",    "context", "start_time",    "url"};
+enum { META_TYPE, META_NAME, META_TIME, META_LENGTH, META_RESPONSE, META_EXCEPTION, META_CONTEXT, META_START,
+       META_URL };
+
 /* The order of positional arguments after the URL: request()'s (after method), post()'s. */
 static const int request_order[] = {ARG_NAME,    ARG_DATA,     ARG_CATCH_RESPONSE, ARG_STREAM,  ARG_HEADERS,
                                     ARG_AUTH,    ARG_JSON,     ARG_ALLOW_REDIRECTS, ARG_CONTEXT, ARG_PARAMS,
@@ -352,6 +358,51 @@ static int handle_expect(module_state_t *st, SessionObject *self, EngineObject *
 }
 
 /*
+ * FastCSession._finish for a catch_response request that succeeded (a status of FastHttpUser's set, the
+ * class keeping that set): the ResponseContextManager over its response, with the request event's arguments
+ * (RequestReporter.meta) for the with block to report.
+ */
+static PyObject *session_catch(module_state_t *st, SessionObject *self, ResultObject *result, PyObject *method,
+                               PyObject *stats_name, PyObject *full_url, PyObject *lines, PyObject *shown,
+                               double start_time, PyObject *context) {
+  PyObject *inner = NULL, *meta = NULL, *ctx = NULL, *rcm = NULL, *values[9] = {NULL};
+  size_t length = result->content ? (size_t)PyBytes_GET_SIZE(result->content) : result->req->content.len;
+  int i;
+  if ((inner = response_make((PyTypeObject *)st->response_class, (PyObject *)result, result->status, method,
+                             full_url, lines, shown)) == NULL)
+    return NULL;
+  {
+    PyObject *call[2] = {self->reporter, context ? context : Py_None};
+    if ((ctx = PyObject_VectorcallMethod(st->str__context, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)) == NULL)
+      goto done;
+  }
+  values[META_TYPE] = Py_NewRef(method);
+  values[META_NAME] = Py_NewRef(stats_name);
+  values[META_TIME] = PyFloat_FromDouble(result->response_time);
+  values[META_LENGTH] = PyLong_FromSize_t(length);
+  values[META_RESPONSE] = Py_NewRef(inner);
+  values[META_EXCEPTION] = Py_NewRef(Py_None);
+  values[META_CONTEXT] = Py_NewRef(ctx);
+  values[META_START] = PyFloat_FromDouble(start_time);
+  values[META_URL] = Py_NewRef(full_url);
+  if ((meta = PyDict_New()) == NULL) goto done;
+  for (i = 0; i < 9; i++)
+    if (values[i] == NULL || PyDict_SetItem(meta, st->meta_keys[i], values[i]) < 0) goto done;
+  if ((rcm = response_make((PyTypeObject *)st->catch_class, (PyObject *)result, result->status, method, full_url,
+                           lines, shown)) == NULL)
+    goto done;
+  if (PyObject_SetAttr(rcm, st->str__reporter, self->reporter) < 0 ||
+      PyObject_SetAttr(rcm, st->str_request_meta, meta) < 0)
+    Py_CLEAR(rcm);
+done:
+  for (i = 0; i < 9; i++) Py_XDECREF(values[i]);
+  Py_XDECREF(meta);
+  Py_XDECREF(ctx);
+  Py_DECREF(inner);
+  return rcm;
+}
+
+/*
  * One request the common way. args[] holds the arguments given (NULL for the others); the caller has checked
  * that only ARGS_FAST are among them, that the session has a running client and no jar of its own, and that
  * url is a path of the host.
@@ -362,7 +413,7 @@ static PyObject *session_send(module_state_t *st, SessionObject *self, int m, Py
   PyObject *full_url = NULL, *stats_name, *endpoint = NULL, *waiter = NULL, *id = NULL, *result = NULL;
   PyObject *out = NULL, *submit[7], *flags_obj = NULL, *body_ref = NULL, *shown_ref = NULL;
   long flags = method_table[m].flags | REQ_FOLLOW_REDIRECTS;
-  int catch_response, has_headers;
+  int catch_response, has_headers, default_codes;
   double start_time;
 
   if ((catch_response = is_true(args[ARG_CATCH_RESPONSE])) < 0 || (has_headers = is_true(args[ARG_HEADERS])) < 0)
@@ -406,17 +457,20 @@ static PyObject *session_send(module_state_t *st, SessionObject *self, int m, Py
     endpoint = PyObject_VectorcallMethod(st->str_endpoint, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (endpoint == NULL) goto done;
   }
-  if (endpoint != Py_None && !catch_response) {
-    /* Batched when Locust's own stats are the only listener and the class keeps FastHttpUser's statuses. */
-    PyObject *codes, *batchable = PyObject_CallMethodNoArgs(self->reporter, st->str_batchable);
+  {
+    /* The class keeps FastHttpUser's statuses: the engine's test of a success is the class's. */
+    PyObject *codes = PyObject_GetAttr((PyObject *)self, st->str_valid_response_codes);
+    if (codes == NULL) goto done;
+    default_codes = codes == st->valid_codes;
+    Py_DECREF(codes);
+  }
+  if (endpoint != Py_None && !catch_response && default_codes) {
+    /* Batched when Locust's own stats are the only listener. */
+    PyObject *batchable = PyObject_CallMethodNoArgs(self->reporter, st->str_batchable);
     int yes = batchable ? PyObject_IsTrue(batchable) : -1;
     Py_XDECREF(batchable);
     if (yes < 0) goto done;
-    if (yes) {
-      if ((codes = PyObject_GetAttr((PyObject *)self, st->str_valid_response_codes)) == NULL) goto done;
-      if (codes == st->valid_codes) flags |= REQ_BATCH_STATS;
-      Py_DECREF(codes);
-    }
+    if (yes) flags |= REQ_BATCH_STATS;
   }
   if ((flags_obj = PyLong_FromLong(flags)) == NULL) goto done;
   start_time = wall_clock();
@@ -444,6 +498,10 @@ static PyObject *session_send(module_state_t *st, SessionObject *self, int m, Py
     /* A batched success: in Locust's stats already, with nothing left to decide. */
     out = response_make((PyTypeObject *)st->response_class, result, ((ResultObject *)result)->status, method,
                         full_url, lines, shown);
+  } else if (catch_response && default_codes && Py_TYPE(result) == st->result_type &&
+             ((ResultObject *)result)->result == 0 && status_is_success(((ResultObject *)result)->status)) {
+    out = session_catch(st, self, (ResultObject *)result, method, stats_name, full_url, lines, shown, start_time,
+                        args[ARG_CONTEXT]);
   } else {
     PyObject *start = PyFloat_FromDouble(start_time);
     if (start != NULL) {
@@ -707,36 +765,43 @@ static PyType_Spec response_spec = {
 
 /* ---- module ------------------------------------------------------------------------------------------ */
 
-/* set_request_path(waiter_type, response_class, valid_codes, json_dumps): what session.py gives the C path. */
+/*
+ * set_request_path(waiter_type, response_class, catch_class, valid_codes, json_dumps): what session.py gives the
+ * C path.
+ */
 static PyObject *module_set_request_path(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
   module_state_t *st = PyModule_GetState(module);
-  if (nargs != 4 || !PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject *)args[1], st->response_type)) {
-    PyErr_SetString(PyExc_TypeError, "set_request_path(waiter_type, response_class, valid_codes, json_dumps): "
-                                     "response_class must subclass Response");
+  if (nargs != 5 || !PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject *)args[1], st->response_type) ||
+      !PyType_Check(args[2]) || !PyType_IsSubtype((PyTypeObject *)args[2], st->response_type)) {
+    PyErr_SetString(PyExc_TypeError, "set_request_path(waiter_type, response_class, catch_class, valid_codes, "
+                                     "json_dumps): both classes must subclass Response");
     return NULL;
   }
   Py_XSETREF(st->waiter_type, Py_NewRef(args[0]));
   Py_XSETREF(st->response_class, Py_NewRef(args[1]));
-  Py_XSETREF(st->valid_codes, Py_NewRef(args[2]));
-  Py_XSETREF(st->json_dumps, Py_NewRef(args[3]));
+  Py_XSETREF(st->catch_class, Py_NewRef(args[2]));
+  Py_XSETREF(st->valid_codes, Py_NewRef(args[3]));
+  Py_XSETREF(st->json_dumps, Py_NewRef(args[4]));
   Py_RETURN_NONE;
 }
 
 PyMethodDef session_module_methods[] = {
     {"set_request_path", (PyCFunction)(void (*)(void))module_set_request_path, METH_FASTCALL,
-     "set_request_path(waiter_type, response_class, valid_codes, json_dumps) -- the Waiter the C request path "
-     "waits on, the class of its responses, the status set it batches (VALID_RESPONSE_CODES), and json.dumps."},
+     "set_request_path(waiter_type, response_class, catch_class, valid_codes, json_dumps) -- the Waiter the C "
+     "request path waits on, the classes of its responses (FastCResponse, ResponseContextManager), the status set "
+     "it batches (VALID_RESPONSE_CODES), and json.dumps."},
     {NULL},
 };
 
 int session_module_exec(PyObject *m, module_state_t *st) {
   static const char *const strings[] = {"get",    "_request", "_prepare", "_finish",  "_session_lines",
                                         "version", "valid",    "watcher",  "ref",      "endpoint",
-                                        "batchable", "valid_response_codes", "lower", "content-type", "accept", "expect"};
+                                        "batchable", "valid_response_codes", "lower", "content-type", "accept", "expect", "_context", "_reporter", "request_meta"};
   PyObject **into[] = {&st->str_get,     &st->str__request, &st->str__prepare, &st->str__finish,
                        &st->str__session_lines, &st->str_version, &st->str_valid, &st->str_watcher,
                        &st->str_ref,     &st->str_endpoint, &st->str_batchable, &st->str_valid_response_codes,
-                       &st->str_lower, &st->str_content_type, &st->str_accept, &st->str_expect};
+                       &st->str_lower, &st->str_content_type, &st->str_accept, &st->str_expect,
+                       &st->str__context, &st->str__reporter, &st->str_request_meta};
   size_t i;
   for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
     if ((*into[i] = PyUnicode_InternFromString(strings[i])) == NULL) return -1;
@@ -744,6 +809,8 @@ int session_module_exec(PyObject *m, module_state_t *st) {
     if ((st->arg_names[i] = PyUnicode_InternFromString(arg_names[i])) == NULL) return -1;
   for (i = 0; i < SESSION_METHOD_COUNT; i++)
     if ((st->method_names[i] = PyUnicode_InternFromString(method_table[i].name)) == NULL) return -1;
+  for (i = 0; i < 9; i++)
+    if ((st->meta_keys[i] = PyUnicode_InternFromString(meta_names[i])) == NULL) return -1;
   st->session_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &session_spec, NULL);
   st->response_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &response_spec, NULL);
   if (st->session_type == NULL || st->response_type == NULL) return -1;
@@ -756,6 +823,7 @@ int session_module_traverse(module_state_t *st, visitproc visit, void *arg) {
   Py_VISIT(st->response_type);
   Py_VISIT(st->waiter_type);
   Py_VISIT(st->response_class);
+  Py_VISIT(st->catch_class);
   Py_VISIT(st->valid_codes);
   Py_VISIT(st->json_dumps);
   return 0;
@@ -765,14 +833,17 @@ void session_module_clear(module_state_t *st) {
   PyObject **strs[] = {&st->str_get,     &st->str__request, &st->str__prepare, &st->str__finish,
                        &st->str__session_lines, &st->str_version, &st->str_valid, &st->str_watcher,
                        &st->str_ref,     &st->str_endpoint, &st->str_batchable, &st->str_valid_response_codes,
-                       &st->str_lower, &st->str_content_type, &st->str_accept, &st->str_expect};
+                       &st->str_lower, &st->str_content_type, &st->str_accept, &st->str_expect,
+                       &st->str__context, &st->str__reporter, &st->str_request_meta};
   for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) Py_CLEAR(*strs[i]);
   for (int i = 0; i < SESSION_ARG_COUNT; i++) Py_CLEAR(st->arg_names[i]);
   for (int i = 0; i < SESSION_METHOD_COUNT; i++) Py_CLEAR(st->method_names[i]);
+  for (int i = 0; i < 9; i++) Py_CLEAR(st->meta_keys[i]);
   Py_CLEAR(st->session_type);
   Py_CLEAR(st->response_type);
   Py_CLEAR(st->waiter_type);
   Py_CLEAR(st->response_class);
+  Py_CLEAR(st->catch_class);
   Py_CLEAR(st->valid_codes);
   Py_CLEAR(st->json_dumps);
 }

@@ -47,13 +47,15 @@ typedef struct {
   PyTypeObject *response_type;
   PyObject *waiter_type;    /* gevent's Waiter */
   PyObject *response_class; /* FastCResponse */
+  PyObject *catch_class;    /* ResponseContextManager */
   PyObject *valid_codes;    /* VALID_RESPONSE_CODES: the statuses the engine batches */
   PyObject *json_dumps;     /* json.dumps: a json= body is written as FastHttpUser writes it */
   PyObject *arg_names[SESSION_ARG_COUNT];
   PyObject *method_names[SESSION_METHOD_COUNT];
   PyObject *str_get, *str__request, *str__prepare, *str__finish, *str__session_lines, *str_version, *str_valid,
       *str_watcher, *str_ref, *str_endpoint, *str_batchable, *str_valid_response_codes, *str_lower,
-      *str_content_type, *str_accept, *str_expect;
+      *str_content_type, *str_accept, *str_expect, *str__context, *str__reporter, *str_request_meta;
+  PyObject *meta_keys[9]; /* the request event's keyword names, in RequestReporter.meta's order */
 } module_state_t;
 
 typedef struct {
@@ -105,6 +107,17 @@ typedef struct {
 } ResultObject;
 
 PyObject *lc_raise(int rc, const char *what);
+
+/* FastHttpUser's valid_response_codes (locust_c.session.VALID_RESPONSE_CODES): the successes the engine batches. */
+static inline int status_is_success(long status) {
+  switch (status) {
+  case 200: case 201: case 202: case 203: case 204: case 205: case 206: case 207: case 208: case 226:
+  case 301: case 302: case 303: case 304: case 307: case 308:
+    return 1;
+  default:
+    return 0;
+  }
+}
 
 extern PyType_Spec engine_spec, client_spec, result_spec, histogram_spec, endpoint_spec;
 

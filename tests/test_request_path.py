@@ -108,3 +108,26 @@ def test_a_session_subclass_that_overrides_request_sees_get_and_post(testserver)
         assert seen == [("GET", "/"), ("POST", "/echo")]
     finally:
         s.close()
+
+
+def test_catch_response_gives_the_block_what_the_python_path_gives(testserver):
+    user, env = local_user(testserver.url)
+    try:
+        user.client.get("/")
+        blocks = []
+        for extra in ({}, {"params": {}}):
+            with user.client.post("/echo", json=ORDER, name="order", catch_response=True, context={"k": 1},
+                                  **extra) as r:
+                blocks.append(r)
+                assert r.json()["method"] == "POST"
+        fast, slow = blocks
+        assert type(fast) is type(slow)
+        varying = ("response", "start_time", "response_time")
+        assert {k: v for k, v in fast.request_meta.items() if k not in varying} == \
+            {k: v for k, v in slow.request_meta.items() if k not in varying}
+        assert type(fast.request_meta["response"]) is type(slow.request_meta["response"])
+        assert (fast.status_code, fast.error, fast.url) == (200, None, slow.url)
+        entry = env.runner.stats.get("order", "POST")
+        assert (entry.num_requests, entry.num_failures) == (2, 0)
+    finally:
+        user.client.close()
