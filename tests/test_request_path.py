@@ -131,3 +131,16 @@ def test_catch_response_gives_the_block_what_the_python_path_gives(testserver):
         assert (entry.num_requests, entry.num_failures) == (2, 0)
     finally:
         user.client.close()
+
+
+def test_the_url_may_be_given_by_keyword(testserver):
+    user, _ = local_user(testserver.url)
+    try:
+        user.client.get("/")
+        assert sent(user.client.get(url="/echo"))[:2] == ("GET", "/echo")
+        assert sent(user.client.post(url="/echo", json={"k": 1}))[3] == '{"k": 1}'
+        assert sent(user.client.request("PUT", url="/echo", data="x"))[::3] == ("PUT", "x")
+        with pytest.raises(TypeError, match="url"):
+            user.client.get()
+    finally:
+        user.client.close()
