@@ -39,7 +39,8 @@ test: build
 # The normal build is put back afterwards, whatever the outcome.
 SANITIZE_SUITES := tests/test_session.py tests/test_faults.py tests/test_connect_faults.py \
 	tests/test_hostile_server.py tests/test_stats_exact.py tests/test_idle_users.py tests/test_tls_http2.py \
-	tests/test_streaming.py tests/test_httpuser_api.py tests/test_cookie_jar.py tests/test_transport_differential.py
+	tests/test_streaming.py tests/test_httpuser_api.py tests/test_cookie_jar.py tests/test_transport_differential.py \
+	tests/test_request_path.py
 sanitize: venv
 	@status=0; \
 	LOCUST_C_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force || exit 1; \

@@ -238,7 +238,7 @@ static PyObject *response_make(PyTypeObject *type, PyObject *result, long status
 }
 
 /* The session's header lines, built again (FastCSession._session_lines) after client.headers changed. */
-static PyObject *session_lines(module_state_t *st, SessionObject *self) {
+SWITCHED_FRAME static PyObject *session_lines(module_state_t *st, SessionObject *self) {
   PyObject *version;
   int same;
   if (self->headers == NULL || self->lines == NULL || self->lines_version == NULL)
@@ -251,22 +251,33 @@ static PyObject *session_lines(module_state_t *st, SessionObject *self) {
 }
 
 /*
- * Appends the header line of (name, value) to `lines` as session.py's _header_lines writes it: bytes as
- * latin-1, None left out, anything else as str(); an empty value as "Name;", which sends it empty.
+ * Appends the header line of (name, value) to `lines` as session.py's _header_lines writes it: bytes as latin-1,
+ * None left out, anything else as str(), formatted as an f-string formats it; an empty value as "Name;", which
+ * sends it empty.
  */
-static int header_line_append(PyObject *lines, PyObject *name, PyObject *value) {
-  PyObject *text, *line;
-  int rc;
+static int header_line_append(module_state_t *st, PyObject *lines, PyObject *name, PyObject *value) {
+  PyObject *text, *shown, *line;
+  int rc, empty;
   if (value == Py_None) return 0;
-  if (PyUnicode_Check(value))
-    text = Py_NewRef(value);
-  else if (PyBytes_Check(value))
+  if (PyBytes_Check(value))
     text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+  else if (PyUnicode_Check(value))
+    text = Py_NewRef(value);
   else
     text = PyObject_Str(value);
   if (text == NULL) return -1;
-  line = PyUnicode_GET_LENGTH(text) ? PyUnicode_FromFormat("%U: %U", name, text) : PyUnicode_FromFormat("%U;", name);
+  if (PyUnicode_CheckExact(text)) {
+    shown = Py_NewRef(text);
+    empty = PyUnicode_GET_LENGTH(text) == 0;
+  } else { /* a str subclass: its own __format__ and truth, as in f"{name}: {value}" if value */
+    int truth = PyObject_IsTrue(text);
+    shown = truth < 0 ? NULL : PyObject_Format(text, st->str_empty);
+    empty = truth == 0;
+  }
   Py_DECREF(text);
+  if (shown == NULL) return -1;
+  line = empty ? PyUnicode_FromFormat("%U;", name) : PyUnicode_FromFormat("%U: %U", name, shown);
+  Py_DECREF(shown);
   if (line == NULL) return -1;
   rc = PyList_Append(lines, line);
   Py_DECREF(line);
@@ -292,54 +303,70 @@ static int header_flag(module_state_t *st, PyObject *lowered) {
 
 /*
  * FastCSession._prepare for a request with headers= (a dict of str names) and/or json=, no data: the session's
- * lines, the request's after them, the JSON body as json.dumps writes it. Returns 1 with (lines, body, shown)
- * set, 0 when the request is one for _prepare itself (a request header that replaces a session header, a
- * headers argument that is not a plain dict or has a name that is not str), -1 with an exception.
+ * lines, the request's after them, the JSON body as json.dumps writes it, in _prepare's order of steps (and so of
+ * errors): the names, the body, the values. Returns 1 with (lines, body, shown) set; 0 when the request is one
+ * for _prepare itself (a header that replaces a session header, headers that are not a plain dict or have a name
+ * that is not a str), decided before any of the user's code runs; -1 with an exception.
  */
-static int session_prepare(module_state_t *st, SessionObject *self, PyObject *headers, PyObject *json,
-                           PyObject **lines_out, PyObject **body_out, PyObject **shown_out) {
-  PyObject *base = NULL, *lines = NULL, *shown = NULL, *body = NULL, *key, *value;
-  Py_ssize_t pos = 0;
+SWITCHED_FRAME static int session_prepare(module_state_t *st, SessionObject *self, PyObject *headers,
+                                          PyObject *json, PyObject **lines_out, PyObject **body_out,
+                                          PyObject **shown_out) {
+  PyObject *base = NULL, *names = NULL, *items = NULL, *lines = NULL, *shown = NULL, *body = NULL, *dumps = NULL;
+  Py_ssize_t i, n = 0;
   int present = 0, rc = -1;
 
   if (headers != NULL && !PyDict_CheckExact(headers)) return 0;
   if ((base = session_lines(st, self)) == NULL) return -1;
-  if (self->names == NULL || !PyAnySet_CheckExact(self->names) || !PyTuple_CheckExact(base)) {
+  names = Py_XNewRef(self->names); /* the user's code below may change the session */
+  if (names == NULL || !PyAnySet_CheckExact(names) || !PyTuple_CheckExact(base)) {
     rc = 0;
     goto done;
   }
   /* The session's own Content-Type, Accept, Expect. */
-  for (int i = 0; i < 3; i++) {
+  for (i = 0; i < 3; i++) {
     PyObject *name = i == 0 ? st->str_content_type : i == 1 ? st->str_accept : st->str_expect;
-    int found = PySet_Contains(self->names, name);
+    int found = PySet_Contains(names, name);
     if (found < 0) goto done;
     if (found) present |= 1 << i;
   }
-  if ((lines = PySequence_List(base)) == NULL) goto done;
-  while (headers != NULL && PyDict_Next(headers, &pos, &key, &value)) {
-    PyObject *lowered;
+  /* The names: (name, value) pairs of our own, which a value's __str__ cannot pull away. */
+  if (headers != NULL) {
+    if ((items = PyDict_Items(headers)) == NULL) goto done;
+    n = PyList_GET_SIZE(items);
+  }
+  for (i = 0; i < n; i++) {
+    PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0), *lowered;
     int clash;
     if (!PyUnicode_CheckExact(key)) {
       rc = 0; /* _prepare says what is wrong with it */
       goto done;
     }
     if ((lowered = PyObject_CallMethodNoArgs(key, st->str_lower)) == NULL) goto done;
-    clash = PySet_Contains(self->names, lowered);
+    clash = PySet_Contains(names, lowered);
     present |= header_flag(st, lowered);
     Py_DECREF(lowered);
     if (clash != 0) { /* replaces a session header: _prepare builds the session's lines again without it */
       rc = clash < 0 ? -1 : 0;
       goto done;
     }
-    if (header_line_append(lines, key, value) < 0) goto done;
   }
+  /* The body: json.dumps as the json module has it now (a locustfile may have replaced it). */
   if (json != NULL) {
-    if ((shown = PyObject_CallOneArg(st->json_dumps, json)) == NULL) goto done;
+    if ((dumps = PyObject_GetAttr(st->json_module, st->str_dumps)) == NULL) goto done;
+    if ((shown = PyObject_CallOneArg(dumps, json)) == NULL) goto done;
     if (!PyUnicode_Check(shown)) {
       PyErr_SetString(PyExc_TypeError, "json.dumps() did not return str");
       goto done;
     }
     if ((body = PyUnicode_AsUTF8String(shown)) == NULL) goto done;
+  }
+  /* The values. */
+  if ((lines = PySequence_List(base)) == NULL) goto done;
+  for (i = 0; i < n; i++) {
+    PyObject *item = PyList_GET_ITEM(items, i);
+    if (header_line_append(st, lines, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1)) < 0) goto done;
+  }
+  if (json != NULL) {
     if (!(present & HAS_CONTENT_TYPE) && append_str(lines, "Content-Type: application/json") < 0) goto done;
     if (!(present & HAS_ACCEPT) && append_str(lines, "Accept: application/json") < 0) goto done;
     /* libcurl would add "Expect: 100-continue" to a large body: it was not asked for. */
@@ -352,9 +379,12 @@ static int session_prepare(module_state_t *st, SessionObject *self, PyObject *he
   rc = 1;
 done:
   Py_XDECREF(base);
+  Py_XDECREF(names);
+  Py_XDECREF(items);
   Py_XDECREF(lines);
   Py_XDECREF(shown);
   Py_XDECREF(body);
+  Py_XDECREF(dumps);
   return rc;
 }
 
@@ -374,7 +404,7 @@ static int handle_expect(module_state_t *st, SessionObject *self, EngineObject *
  * class keeping that set): the ResponseContextManager over its response, with the request event's arguments
  * (RequestReporter.meta) for the with block to report.
  */
-static PyObject *session_catch(module_state_t *st, SessionObject *self, ResultObject *result, PyObject *method,
+SWITCHED_FRAME static PyObject *session_catch(module_state_t *st, SessionObject *self, ResultObject *result, PyObject *method,
                                PyObject *stats_name, PyObject *full_url, PyObject *lines, PyObject *shown,
                                double start_time, PyObject *context) {
   PyObject *inner = NULL, *meta = NULL, *ctx = NULL, *rcm = NULL, *values[9] = {NULL};
@@ -420,28 +450,29 @@ done:
  * url is a path of the host.
  */
 SWITCHED_FRAME static PyObject *session_send(module_state_t *st, SessionObject *self, int m, PyObject *url, PyObject **args) {
-  ClientObject *client = (ClientObject *)self->client;
+  /* Held for the wait: the user's code may close the session or rename its requests meanwhile. */
+  ClientObject *client = (ClientObject *)Py_NewRef(self->client);
   PyObject *method = st->method_names[m], *lines = NULL, *body = Py_None, *shown = Py_None, *prepared = NULL;
-  PyObject *full_url = NULL, *stats_name, *endpoint = NULL, *waiter = NULL, *id = NULL, *result = NULL;
+  PyObject *full_url = NULL, *stats_name = NULL, *endpoint = NULL, *waiter = NULL, *id = NULL, *result = NULL;
   PyObject *out = NULL, *submit[7], *flags_obj = NULL, *body_ref = NULL, *shown_ref = NULL;
   long flags = method_table[m].flags | REQ_FOLLOW_REDIRECTS;
   int catch_response, has_headers, default_codes;
   double start_time;
 
   if ((catch_response = is_true(args[ARG_CATCH_RESPONSE])) < 0 || (has_headers = is_true(args[ARG_HEADERS])) < 0)
-    return NULL;
+    goto done;
   if (has_headers || is_set(args[ARG_JSON]) || is_set(args[ARG_DATA])) {
     int done_here = is_set(args[ARG_DATA]) ? 0
                     : session_prepare(st, self, has_headers ? args[ARG_HEADERS] : NULL,
                                       is_set(args[ARG_JSON]) ? args[ARG_JSON] : NULL, &lines, &body_ref, &shown_ref);
-    if (done_here < 0) return NULL;
+    if (done_here < 0) goto done;
     if (!done_here) {
       /* _prepare(headers, auth, data, json) -> (lines, body, shown): every other case. */
       PyObject *call[5] = {(PyObject *)self, has_headers ? args[ARG_HEADERS] : Py_None, Py_None,
                            is_set(args[ARG_DATA]) ? args[ARG_DATA] : Py_None,
                            is_set(args[ARG_JSON]) ? args[ARG_JSON] : Py_None};
       prepared = PyObject_VectorcallMethod(st->str__prepare, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-      if (prepared == NULL) return NULL;
+      if (prepared == NULL) goto done;
       if (!PyTuple_Check(prepared) || PyTuple_GET_SIZE(prepared) != 3) {
         PyErr_SetString(PyExc_TypeError, "_prepare() must return (lines, body, shown)");
         goto done;
@@ -453,7 +484,7 @@ SWITCHED_FRAME static PyObject *session_send(module_state_t *st, SessionObject *
     body = body_ref;
     shown = shown_ref;
   } else if ((lines = session_lines(st, self)) == NULL) {
-    return NULL;
+    goto done;
   }
   if ((full_url = PyUnicode_Concat(self->base_url, url)) == NULL) goto done;
 
@@ -461,7 +492,7 @@ SWITCHED_FRAME static PyObject *session_send(module_state_t *st, SessionObject *
   {
     int named = is_true(args[ARG_NAME]), renamed = named == 0 ? is_true(self->request_name) : 0;
     if (named < 0 || renamed < 0) goto done;
-    stats_name = named ? args[ARG_NAME] : renamed ? self->request_name : url;
+    stats_name = Py_NewRef(named ? args[ARG_NAME] : renamed ? self->request_name : url);
   }
 
   {
@@ -502,9 +533,11 @@ SWITCHED_FRAME static PyObject *session_send(module_state_t *st, SessionObject *
   if ((result = PyObject_VectorcallMethod(st->str_get, submit, 1, NULL)) == NULL) {
     /* The user was stopped mid-request (GreenletExit) or the task was interrupted: free the connection. */
     PyObject *type, *value, *traceback;
-    unsigned long long rid = PyLong_AsUnsignedLongLong(id);
+    unsigned long long rid;
     PyErr_Fetch(&type, &value, &traceback);
-    if (!client->closed) client_obj_send(client, CMD_CANCEL, rid);
+    rid = PyLong_AsUnsignedLongLong(id);
+    if (!client->closed && !PyErr_Occurred()) client_obj_send(client, CMD_CANCEL, rid);
+    PyErr_Clear();
     PyErr_Restore(type, value, traceback);
     goto done;
   }
@@ -527,6 +560,8 @@ SWITCHED_FRAME static PyObject *session_send(module_state_t *st, SessionObject *
     }
   }
 done:
+  Py_DECREF(client);
+  Py_XDECREF(stats_name);
   Py_XDECREF(result);
   Py_XDECREF(id);
   Py_XDECREF(waiter);
@@ -552,11 +587,14 @@ static int session_can_send(module_state_t *st, SessionObject *self, PyObject *u
   if (!PyUnicode_CheckExact(url) || (len = PyUnicode_GET_LENGTH(url)) == 0 || PyUnicode_READ_CHAR(url, 0) != '/')
     return 0;
   if (PyUnicode_FindChar(url, ' ', 0, len, 1) != -1) return 0;
+  if (st->waiter_type == NULL || st->response_class == NULL || st->catch_class == NULL || st->json_module == NULL)
+    return 0; /* session.py has not called set_request_path */
   if (self->client == NULL || Py_TYPE(self->client) != st->client_type || ((ClientObject *)self->client)->closed)
     return 0;
   if (is_set(self->jar) || self->base_url == NULL || !PyUnicode_CheckExact(self->base_url) || self->handle == NULL ||
       self->reporter == NULL)
     return 0;
+  if (PyUnicode_FindChar(self->base_url, ' ', 0, PyUnicode_GET_LENGTH(self->base_url), 1) != -1) return 0;
   /* A stopped engine, or one a forked child inherited: _request connects to a new one. */
   if ((valid = PyObject_GetAttr(self->handle, st->str_valid)) == NULL) return -1;
   ok = valid == Py_True;
@@ -790,7 +828,7 @@ static PyType_Spec response_spec = {
 /* ---- module ------------------------------------------------------------------------------------------ */
 
 /*
- * set_request_path(waiter_type, response_class, catch_class, valid_codes, json_dumps): what session.py gives the
+ * set_request_path(waiter_type, response_class, catch_class, valid_codes, json_module): what session.py gives the
  * C path.
  */
 static PyObject *module_set_request_path(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -798,34 +836,35 @@ static PyObject *module_set_request_path(PyObject *module, PyObject *const *args
   if (nargs != 5 || !PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject *)args[1], st->response_type) ||
       !PyType_Check(args[2]) || !PyType_IsSubtype((PyTypeObject *)args[2], st->response_type)) {
     PyErr_SetString(PyExc_TypeError, "set_request_path(waiter_type, response_class, catch_class, valid_codes, "
-                                     "json_dumps): both classes must subclass Response");
+                                     "json_module): both classes must subclass Response");
     return NULL;
   }
   Py_XSETREF(st->waiter_type, Py_NewRef(args[0]));
   Py_XSETREF(st->response_class, Py_NewRef(args[1]));
   Py_XSETREF(st->catch_class, Py_NewRef(args[2]));
   Py_XSETREF(st->valid_codes, Py_NewRef(args[3]));
-  Py_XSETREF(st->json_dumps, Py_NewRef(args[4]));
+  Py_XSETREF(st->json_module, Py_NewRef(args[4]));
   Py_RETURN_NONE;
 }
 
 PyMethodDef session_module_methods[] = {
     {"set_request_path", (PyCFunction)(void (*)(void))module_set_request_path, METH_FASTCALL,
-     "set_request_path(waiter_type, response_class, catch_class, valid_codes, json_dumps) -- the Waiter the C "
+     "set_request_path(waiter_type, response_class, catch_class, valid_codes, json_module) -- the Waiter the C "
      "request path waits on, the classes of its responses (FastCResponse, ResponseContextManager), the status set "
-     "it batches (VALID_RESPONSE_CODES), and json.dumps."},
+     "it batches (VALID_RESPONSE_CODES), and the json module, whose dumps() writes json= bodies."},
     {NULL},
 };
 
 int session_module_exec(PyObject *m, module_state_t *st) {
   static const char *const strings[] = {"get",    "_request", "_prepare", "_finish",  "_session_lines",
                                         "version", "valid",    "watcher",  "ref",      "endpoint",
-                                        "batchable", "valid_response_codes", "lower", "content-type", "accept", "expect", "_context", "_reporter", "request_meta"};
+                                        "batchable", "valid_response_codes", "lower", "content-type", "accept", "expect", "_context", "_reporter", "request_meta", "dumps", ""};
   PyObject **into[] = {&st->str_get,     &st->str__request, &st->str__prepare, &st->str__finish,
                        &st->str__session_lines, &st->str_version, &st->str_valid, &st->str_watcher,
                        &st->str_ref,     &st->str_endpoint, &st->str_batchable, &st->str_valid_response_codes,
                        &st->str_lower, &st->str_content_type, &st->str_accept, &st->str_expect,
-                       &st->str__context, &st->str__reporter, &st->str_request_meta};
+                       &st->str__context, &st->str__reporter, &st->str_request_meta, &st->str_dumps,
+                       &st->str_empty};
   size_t i;
   for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
     if ((*into[i] = PyUnicode_InternFromString(strings[i])) == NULL) return -1;
@@ -849,7 +888,7 @@ int session_module_traverse(module_state_t *st, visitproc visit, void *arg) {
   Py_VISIT(st->response_class);
   Py_VISIT(st->catch_class);
   Py_VISIT(st->valid_codes);
-  Py_VISIT(st->json_dumps);
+  Py_VISIT(st->json_module);
   return 0;
 }
 
@@ -858,7 +897,8 @@ void session_module_clear(module_state_t *st) {
                        &st->str__session_lines, &st->str_version, &st->str_valid, &st->str_watcher,
                        &st->str_ref,     &st->str_endpoint, &st->str_batchable, &st->str_valid_response_codes,
                        &st->str_lower, &st->str_content_type, &st->str_accept, &st->str_expect,
-                       &st->str__context, &st->str__reporter, &st->str_request_meta};
+                       &st->str__context, &st->str__reporter, &st->str_request_meta, &st->str_dumps,
+                       &st->str_empty};
   for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) Py_CLEAR(*strs[i]);
   for (int i = 0; i < SESSION_ARG_COUNT; i++) Py_CLEAR(st->arg_names[i]);
   for (int i = 0; i < SESSION_METHOD_COUNT; i++) Py_CLEAR(st->method_names[i]);
@@ -869,5 +909,5 @@ void session_module_clear(module_state_t *st) {
   Py_CLEAR(st->response_class);
   Py_CLEAR(st->catch_class);
   Py_CLEAR(st->valid_codes);
-  Py_CLEAR(st->json_dumps);
+  Py_CLEAR(st->json_module);
 }

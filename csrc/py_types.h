@@ -49,12 +49,13 @@ typedef struct {
   PyObject *response_class; /* FastCResponse */
   PyObject *catch_class;    /* ResponseContextManager */
   PyObject *valid_codes;    /* VALID_RESPONSE_CODES: the statuses the engine batches */
-  PyObject *json_dumps;     /* json.dumps: a json= body is written as FastHttpUser writes it */
+  PyObject *json_module;    /* json: a json= body is written by json.dumps, as FastHttpUser writes it */
   PyObject *arg_names[SESSION_ARG_COUNT];
   PyObject *method_names[SESSION_METHOD_COUNT];
   PyObject *str_get, *str__request, *str__prepare, *str__finish, *str__session_lines, *str_version, *str_valid,
       *str_watcher, *str_ref, *str_endpoint, *str_batchable, *str_valid_response_codes, *str_lower,
-      *str_content_type, *str_accept, *str_expect, *str__context, *str__reporter, *str_request_meta;
+      *str_content_type, *str_accept, *str_expect, *str__context, *str__reporter, *str_request_meta,
+      *str_dumps, *str_empty;
   PyObject *meta_keys[9]; /* the request event's keyword names, in RequestReporter.meta's order */
 } module_state_t;
 

@@ -1314,4 +1314,4 @@ class _VerbsThroughRequest:
         return self.request("POST", url, data=data, json=json, **kwargs)  # type: ignore[attr-defined]
 
 
-_engine.set_request_path(Waiter, FastCResponse, ResponseContextManager, VALID_RESPONSE_CODES, _json.dumps)
+_engine.set_request_path(Waiter, FastCResponse, ResponseContextManager, VALID_RESPONSE_CODES, _json)

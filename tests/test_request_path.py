@@ -144,3 +144,20 @@ def test_the_url_may_be_given_by_keyword(testserver):
             user.client.get()
     finally:
         user.client.close()
+
+
+def test_a_session_closed_while_its_request_waits_ends_that_request_as_cancelled(testserver):
+    import gevent
+
+    from locust_c.exceptions import RequestCancelled
+
+    user, _ = local_user(testserver.url)
+    user.client.get("/")
+    waiting = [gevent.spawn(user.client.get, "/delay/3000", name=f"slow {i}") for i in range(2)]
+    gevent.sleep(0.2)
+    user.client.request_name = "renamed meanwhile"
+    user.client.close()  # drops the session's engine client while both requests wait on it
+    waiting[1].kill(block=True)  # one of them is killed in its wait, after the close
+    gevent.joinall(waiting, timeout=10)
+    assert isinstance(waiting[0].value.error, RequestCancelled)
+    assert waiting[0].value.request.url.endswith("/delay/3000")
