@@ -111,7 +111,7 @@ static PyObject *engine_fileno(EngineObject *self, PyObject *unused) {
  * Wakes the readers of streams that have data or have ended. A reader that let go of its stream, or stopped
  * waiting, is not there to wake; its wake-up still counts as delivered (see EngineHandle.pending).
  */
-static size_t stream_dispatch(stream_t *s) {
+LC_SWITCHED_FRAME static size_t stream_dispatch(stream_t *s) {
   size_t n = 0;
   for (stream_t *next; s != NULL; s = next, n++) {
     ResultObject *r;
@@ -136,7 +136,7 @@ static size_t stream_dispatch(stream_t *s) {
   return n;
 }
 
-static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
   module_state_t *st = PyType_GetModuleState(cls);
   request_t *req, *next, *head;
@@ -190,7 +190,11 @@ static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject
     next = req->next;
     req->next = NULL;
     r = request_deliver(req, &token);
-    ret = PyObject_CallMethodOneArg(token, st->str_switch, (PyObject *)r);
+    {
+      /* token.switch(r), written out: the inline PyObject_CallMethodOneArg would be instrumented (LC_SWITCHED_FRAME). */
+      PyObject *call[2] = {token, (PyObject *)r};
+      ret = PyObject_VectorcallMethod(st->str_switch, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
     if (ret == NULL)
       PyErr_WriteUnraisable(token);
     else

@@ -16,17 +16,6 @@
 
 #include <time.h>
 
-/*
- * The functions whose frames stay on a user's greenlet while it waits for its response. greenlet moves a waiting
- * greenlet's stack aside and another's in without telling AddressSanitizer, so the redzones ASan poisons around
- * these frames' arrays would stay poisoned under whatever runs there next, and its reports would be false: these
- * frames go uninstrumented in the sanitizer build (make sanitize).
- */
-#if defined(__SANITIZE_ADDRESS__)
-#define SWITCHED_FRAME __attribute__((no_sanitize_address))
-#else
-#define SWITCHED_FRAME
-#endif
 
 typedef struct {
   PyObject_HEAD
@@ -238,7 +227,7 @@ static PyObject *response_make(PyTypeObject *type, PyObject *result, long status
 }
 
 /* The session's header lines, built again (FastCSession._session_lines) after client.headers changed. */
-SWITCHED_FRAME static PyObject *session_lines(module_state_t *st, SessionObject *self) {
+LC_SWITCHED_FRAME static PyObject *session_lines(module_state_t *st, SessionObject *self) {
   PyObject *version;
   int same;
   if (self->headers == NULL || self->lines == NULL || self->lines_version == NULL)
@@ -308,7 +297,7 @@ static int header_flag(module_state_t *st, PyObject *lowered) {
  * for _prepare itself (a header that replaces a session header, headers that are not a plain dict or have a name
  * that is not a str), decided before any of the user's code runs; -1 with an exception.
  */
-SWITCHED_FRAME static int session_prepare(module_state_t *st, SessionObject *self, PyObject *headers,
+LC_SWITCHED_FRAME static int session_prepare(module_state_t *st, SessionObject *self, PyObject *headers,
                                           PyObject *json, PyObject **lines_out, PyObject **body_out,
                                           PyObject **shown_out) {
   PyObject *base = NULL, *names = NULL, *items = NULL, *lines = NULL, *shown = NULL, *body = NULL, *dumps = NULL;
@@ -404,7 +393,7 @@ static int handle_expect(module_state_t *st, SessionObject *self, EngineObject *
  * class keeping that set): the ResponseContextManager over its response, with the request event's arguments
  * (RequestReporter.meta) for the with block to report.
  */
-SWITCHED_FRAME static PyObject *session_catch(module_state_t *st, SessionObject *self, ResultObject *result, PyObject *method,
+LC_SWITCHED_FRAME static PyObject *session_catch(module_state_t *st, SessionObject *self, ResultObject *result, PyObject *method,
                                PyObject *stats_name, PyObject *full_url, PyObject *lines, PyObject *shown,
                                double start_time, PyObject *context) {
   PyObject *inner = NULL, *meta = NULL, *ctx = NULL, *rcm = NULL, *values[9] = {NULL};
@@ -449,7 +438,7 @@ done:
  * that only ARGS_FAST are among them, that the session has a running client and no jar of its own, and that
  * url is a path of the host.
  */
-SWITCHED_FRAME static PyObject *session_send(module_state_t *st, SessionObject *self, int m, PyObject *url, PyObject **args) {
+LC_SWITCHED_FRAME static PyObject *session_send(module_state_t *st, SessionObject *self, int m, PyObject *url, PyObject **args) {
   /* Held for the wait: the user's code may close the session or rename its requests meanwhile. */
   ClientObject *client = (ClientObject *)Py_NewRef(self->client);
   PyObject *method = st->method_names[m], *lines = NULL, *body = Py_None, *shown = Py_None, *prepared = NULL;
@@ -602,7 +591,7 @@ static int session_can_send(module_state_t *st, SessionObject *self, PyObject *u
   return ok;
 }
 
-SWITCHED_FRAME static PyObject *session_dispatch(module_state_t *st, SessionObject *self, const char *fname, PyObject *method,
+LC_SWITCHED_FRAME static PyObject *session_dispatch(module_state_t *st, SessionObject *self, const char *fname, PyObject *method,
                                   PyObject *url, PyObject *const *pos, Py_ssize_t npos, const int *order,
                                   Py_ssize_t norder, PyObject *const *kwvalues, PyObject *kwnames) {
   PyObject *args[SESSION_ARG_COUNT] = {NULL};
@@ -616,7 +605,7 @@ SWITCHED_FRAME static PyObject *session_dispatch(module_state_t *st, SessionObje
   return session_slow(st, self, method, url, args, kwvalues, kwnames);
 }
 
-SWITCHED_FRAME static PyObject *session_request(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME static PyObject *session_request(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
   module_state_t *st = PyType_GetModuleState(cls);
   Py_ssize_t npos = PyVectorcall_NARGS(nargs);
@@ -632,7 +621,7 @@ SWITCHED_FRAME static PyObject *session_request(SessionObject *self, PyTypeObjec
                           (Py_ssize_t)(sizeof(request_order) / sizeof(request_order[0])), args + npos, kwnames);
 }
 
-SWITCHED_FRAME static PyObject *session_verb(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME static PyObject *session_verb(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames, int m, const char *fname, const int *order, Py_ssize_t norder) {
   module_state_t *st = PyType_GetModuleState(cls);
   Py_ssize_t npos = PyVectorcall_NARGS(nargs);
@@ -654,12 +643,12 @@ SWITCHED_FRAME static PyObject *session_verb(SessionObject *self, PyTypeObject *
                           args + npos, kwnames);
 }
 
-SWITCHED_FRAME static PyObject *session_get(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME static PyObject *session_get(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames) {
   return session_verb(self, cls, args, nargs, kwnames, METHOD_GET, "get", NULL, 0);
 }
 
-SWITCHED_FRAME static PyObject *session_post(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME static PyObject *session_post(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames) {
   return session_verb(self, cls, args, nargs, kwnames, METHOD_POST, "post", post_order, 2);
 }
@@ -855,19 +844,44 @@ PyMethodDef session_module_methods[] = {
     {NULL},
 };
 
+/* The names the request path looks up, interned once: where each goes in the module state. */
+static const struct {
+  size_t offset;
+  const char *text;
+} state_strings[] = {
+#define STATE_STRING(field, text) {offsetof(module_state_t, field), text}
+    STATE_STRING(str_get, "get"),
+    STATE_STRING(str__request, "_request"),
+    STATE_STRING(str__prepare, "_prepare"),
+    STATE_STRING(str__finish, "_finish"),
+    STATE_STRING(str__session_lines, "_session_lines"),
+    STATE_STRING(str_version, "version"),
+    STATE_STRING(str_valid, "valid"),
+    STATE_STRING(str_watcher, "watcher"),
+    STATE_STRING(str_ref, "ref"),
+    STATE_STRING(str_endpoint, "endpoint"),
+    STATE_STRING(str_batchable, "batchable"),
+    STATE_STRING(str_valid_response_codes, "valid_response_codes"),
+    STATE_STRING(str_lower, "lower"),
+    STATE_STRING(str_content_type, "content-type"),
+    STATE_STRING(str_accept, "accept"),
+    STATE_STRING(str_expect, "expect"),
+    STATE_STRING(str__context, "_context"),
+    STATE_STRING(str__reporter, "_reporter"),
+    STATE_STRING(str_request_meta, "request_meta"),
+    STATE_STRING(str_dumps, "dumps"),
+    STATE_STRING(str_empty, ""),
+#undef STATE_STRING
+};
+
+static PyObject **state_string(module_state_t *st, size_t i) {
+  return (PyObject **)((char *)st + state_strings[i].offset);
+}
+
 int session_module_exec(PyObject *m, module_state_t *st) {
-  static const char *const strings[] = {"get",    "_request", "_prepare", "_finish",  "_session_lines",
-                                        "version", "valid",    "watcher",  "ref",      "endpoint",
-                                        "batchable", "valid_response_codes", "lower", "content-type", "accept", "expect", "_context", "_reporter", "request_meta", "dumps", ""};
-  PyObject **into[] = {&st->str_get,     &st->str__request, &st->str__prepare, &st->str__finish,
-                       &st->str__session_lines, &st->str_version, &st->str_valid, &st->str_watcher,
-                       &st->str_ref,     &st->str_endpoint, &st->str_batchable, &st->str_valid_response_codes,
-                       &st->str_lower, &st->str_content_type, &st->str_accept, &st->str_expect,
-                       &st->str__context, &st->str__reporter, &st->str_request_meta, &st->str_dumps,
-                       &st->str_empty};
   size_t i;
-  for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
-    if ((*into[i] = PyUnicode_InternFromString(strings[i])) == NULL) return -1;
+  for (i = 0; i < sizeof(state_strings) / sizeof(state_strings[0]); i++)
+    if ((*state_string(st, i) = PyUnicode_InternFromString(state_strings[i].text)) == NULL) return -1;
   for (i = 0; i < SESSION_ARG_COUNT; i++)
     if ((st->arg_names[i] = PyUnicode_InternFromString(arg_names[i])) == NULL) return -1;
   for (i = 0; i < SESSION_METHOD_COUNT; i++)
@@ -893,13 +907,7 @@ int session_module_traverse(module_state_t *st, visitproc visit, void *arg) {
 }
 
 void session_module_clear(module_state_t *st) {
-  PyObject **strs[] = {&st->str_get,     &st->str__request, &st->str__prepare, &st->str__finish,
-                       &st->str__session_lines, &st->str_version, &st->str_valid, &st->str_watcher,
-                       &st->str_ref,     &st->str_endpoint, &st->str_batchable, &st->str_valid_response_codes,
-                       &st->str_lower, &st->str_content_type, &st->str_accept, &st->str_expect,
-                       &st->str__context, &st->str__reporter, &st->str_request_meta, &st->str_dumps,
-                       &st->str_empty};
-  for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) Py_CLEAR(*strs[i]);
+  for (size_t i = 0; i < sizeof(state_strings) / sizeof(state_strings[0]); i++) Py_CLEAR(*state_string(st, i));
   for (int i = 0; i < SESSION_ARG_COUNT; i++) Py_CLEAR(st->arg_names[i]);
   for (int i = 0; i < SESSION_METHOD_COUNT; i++) Py_CLEAR(st->method_names[i]);
   for (int i = 0; i < 9; i++) Py_CLEAR(st->meta_keys[i]);

@@ -109,6 +109,20 @@ typedef struct {
 
 PyObject *lc_raise(int rc, const char *what);
 
+/*
+ * Functions whose frames stay on the C stack while greenlets switch: the request path's, which wait for their
+ * response, and dispatch's, which resumes the waiting greenlets. greenlet moves stacks without telling
+ * AddressSanitizer, so the redzones ASan poisons around such a frame's arrays would stay poisoned under whatever
+ * greenlet runs there next, and its reports would be false: these frames go uninstrumented in the sanitizer build
+ * (make sanitize). An inline helper with arrays of its own (PyObject_CallMethodNoArgs) must not be called from
+ * them across a switch either: it is instrumented.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define LC_SWITCHED_FRAME __attribute__((no_sanitize_address))
+#else
+#define LC_SWITCHED_FRAME
+#endif
+
 /* FastHttpUser's valid_response_codes (locust_c.session.VALID_RESPONSE_CODES): the successes the engine batches. */
 static inline int status_is_success(long status) {
   switch (status) {

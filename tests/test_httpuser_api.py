@@ -216,7 +216,9 @@ def test_network_timeout_bounds_each_wait_not_the_whole_request():
             r = s.get("/stall")
             assert r.status_code == 0 and isinstance(r.error, requests.exceptions.ReadTimeout), repr(r.error)
             assert isinstance(r.error, TimeoutError) and "no data from the server for 400 ms" not in repr(r.error)
-            assert 400 <= rec.last["response_time"] < 1500  # it fired while the server stalled, not when it resumed
+            # It fired while the server stalled, not when it resumed. (libcurl's timer and the response time, taken
+            # from the engine's clock less the loop's lag, may part by a fraction of a millisecond.)
+            assert 390 <= rec.last["response_time"] < 1500
             r = s.get("/steady")  # about a second in all, no wait longer than 0.1 s
             assert r.error is None and r.content == b"0123456789"
             assert isinstance(s.get("/late").error, TimeoutError)  # the answer itself must begin in time
