@@ -339,10 +339,23 @@ LC_SWITCHED_FRAME static int session_prepare(module_state_t *st, SessionObject *
       goto done;
     }
   }
-  /* The body: json.dumps as the json module has it now (a locustfile may have replaced it). */
+  /* The body: json.dumps as the json module has it now (a locustfile may have replaced it). json's own is called
+   * as its C encoder, made once (session.py's _JSON_ENCODER), without json's three Python frames; whatever the
+   * encoder fails on goes to json.dumps itself, which gives the result or the error json gives. */
   if (json != NULL) {
     if ((dumps = PyObject_GetAttr(st->json_module, st->str_dumps)) == NULL) goto done;
-    if ((shown = PyObject_CallOneArg(dumps, json)) == NULL) goto done;
+    if (dumps == st->json_dumps && st->json_encoder != NULL) {
+      PyObject *call[2] = {json, st->zero}, *chunks = PyObject_Vectorcall(st->json_encoder, call, 2, NULL);
+      if (chunks != NULL) {
+        shown = PyUnicode_Join(st->str_empty, chunks);
+        Py_DECREF(chunks);
+      }
+      if (shown == NULL) { /* an encoding that failed may leave its containers in the markers */
+        PyErr_Clear();
+        PyDict_Clear(st->json_markers);
+      }
+    }
+    if (shown == NULL && (shown = PyObject_CallOneArg(dumps, json)) == NULL) goto done;
     if (!PyUnicode_Check(shown)) {
       PyErr_SetString(PyExc_TypeError, "json.dumps() did not return str");
       goto done;
@@ -817,17 +830,22 @@ static PyType_Spec response_spec = {
 /* ---- module ------------------------------------------------------------------------------------------ */
 
 /*
- * set_request_path(waiter_type, response_class, catch_class, valid_codes, json_module): what session.py gives the
- * C path.
+ * set_request_path(waiter_type, response_class, catch_class, valid_codes, json_module, json_dumps, json_encoder,
+ * json_markers): what session.py gives the C path.
  */
 static PyObject *module_set_request_path(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
   module_state_t *st = PyModule_GetState(module);
-  if (nargs != 5 || !PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject *)args[1], st->response_type) ||
-      !PyType_Check(args[2]) || !PyType_IsSubtype((PyTypeObject *)args[2], st->response_type)) {
+  if (nargs != 8 || !PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject *)args[1], st->response_type) ||
+      !PyType_Check(args[2]) || !PyType_IsSubtype((PyTypeObject *)args[2], st->response_type) ||
+      !PyDict_CheckExact(args[7])) {
     PyErr_SetString(PyExc_TypeError, "set_request_path(waiter_type, response_class, catch_class, valid_codes, "
-                                     "json_module): both classes must subclass Response");
+                                     "json_module, json_dumps, json_encoder, json_markers): both classes must "
+                                     "subclass Response, the markers be a dict");
     return NULL;
   }
+  Py_XSETREF(st->json_dumps, Py_NewRef(args[5]));
+  Py_XSETREF(st->json_encoder, args[6] == Py_None ? NULL : Py_NewRef(args[6]));
+  Py_XSETREF(st->json_markers, Py_NewRef(args[7]));
   Py_XSETREF(st->waiter_type, Py_NewRef(args[0]));
   Py_XSETREF(st->response_class, Py_NewRef(args[1]));
   Py_XSETREF(st->catch_class, Py_NewRef(args[2]));
@@ -838,9 +856,10 @@ static PyObject *module_set_request_path(PyObject *module, PyObject *const *args
 
 PyMethodDef session_module_methods[] = {
     {"set_request_path", (PyCFunction)(void (*)(void))module_set_request_path, METH_FASTCALL,
-     "set_request_path(waiter_type, response_class, catch_class, valid_codes, json_module) -- the Waiter the C "
-     "request path waits on, the classes of its responses (FastCResponse, ResponseContextManager), the status set "
-     "it batches (VALID_RESPONSE_CODES), and the json module, whose dumps() writes json= bodies."},
+     "set_request_path(waiter_type, response_class, catch_class, valid_codes, json_module, json_dumps, "
+     "json_encoder, json_markers) -- the Waiter the C request path waits on, the classes of its responses "
+     "(FastCResponse, ResponseContextManager), the status set it batches (VALID_RESPONSE_CODES), the json module "
+     "whose dumps() writes json= bodies, json's own dumps, and json's C encoder for it (or None) with its markers."},
     {NULL},
 };
 
@@ -888,6 +907,7 @@ int session_module_exec(PyObject *m, module_state_t *st) {
     if ((st->method_names[i] = PyUnicode_InternFromString(method_table[i].name)) == NULL) return -1;
   for (i = 0; i < 9; i++)
     if ((st->meta_keys[i] = PyUnicode_InternFromString(meta_names[i])) == NULL) return -1;
+  if ((st->zero = PyLong_FromLong(0)) == NULL) return -1;
   st->session_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &session_spec, NULL);
   st->response_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &response_spec, NULL);
   if (st->session_type == NULL || st->response_type == NULL) return -1;
@@ -903,6 +923,9 @@ int session_module_traverse(module_state_t *st, visitproc visit, void *arg) {
   Py_VISIT(st->catch_class);
   Py_VISIT(st->valid_codes);
   Py_VISIT(st->json_module);
+  Py_VISIT(st->json_dumps);
+  Py_VISIT(st->json_encoder);
+  Py_VISIT(st->json_markers);
   return 0;
 }
 
@@ -918,4 +941,8 @@ void session_module_clear(module_state_t *st) {
   Py_CLEAR(st->catch_class);
   Py_CLEAR(st->valid_codes);
   Py_CLEAR(st->json_module);
+  Py_CLEAR(st->json_dumps);
+  Py_CLEAR(st->json_encoder);
+  Py_CLEAR(st->json_markers);
+  Py_CLEAR(st->zero);
 }

@@ -50,6 +50,10 @@ typedef struct {
   PyObject *catch_class;    /* ResponseContextManager */
   PyObject *valid_codes;    /* VALID_RESPONSE_CODES: the statuses the engine batches */
   PyObject *json_module;    /* json: a json= body is written by json.dumps, as FastHttpUser writes it */
+  PyObject *json_dumps;     /* json's own dumps, */
+  PyObject *json_encoder;   /* and its C encoder with dumps' settings (NULL without one), */
+  PyObject *json_markers;   /* whose circular-reference markers it keeps here */
+  PyObject *zero;
   PyObject *arg_names[SESSION_ARG_COUNT];
   PyObject *method_names[SESSION_METHOD_COUNT];
   PyObject *str_get, *str__request, *str__prepare, *str__finish, *str__session_lines, *str_version, *str_valid,

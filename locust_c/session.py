@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from http.cookiejar import Cookie, CookieJar
 from http.cookies import CookieError, SimpleCookie
+from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urljoin, urlparse, urlunparse
 
@@ -1319,4 +1321,10 @@ class _VerbsThroughRequest:
         return self.request("POST", url, data=data, json=json, **kwargs)  # type: ignore[attr-defined]
 
 
-_engine.set_request_path(Waiter, FastCResponse, ResponseContextManager, VALID_RESPONSE_CODES, _json)
+# json.dumps(obj) with its defaults is json's C encoder with these settings, made afresh per call by json's three
+# Python frames: the C request path calls one made once (and json.dumps itself when that one fails).
+_JSON_MARKERS: dict[int, Any] = {}
+_JSON_ENCODER = None if _c_make_encoder is None else _c_make_encoder(
+    _JSON_MARKERS, _json._default_encoder.default, _encode_basestring_ascii, None, ": ", ", ", False, False, True)
+_engine.set_request_path(Waiter, FastCResponse, ResponseContextManager, VALID_RESPONSE_CODES, _json, _json.dumps,
+                         _JSON_ENCODER, _JSON_MARKERS)

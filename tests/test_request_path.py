@@ -161,3 +161,49 @@ def test_a_session_closed_while_its_request_waits_ends_that_request_as_cancelled
     gevent.joinall(waiting, timeout=10)
     assert isinstance(waiting[0].value.error, RequestCancelled)
     assert waiting[0].value.request.url.endswith("/delay/3000")
+
+
+@pytest.mark.parametrize("body", [
+    ORDER, "just a string", 12.5, [1, [2, [3]]], {"nan": float("nan"), "big": 10**30, 3: "int key", None: True},
+], ids=["dict", "str", "float", "nested", "odd-keys"])
+def test_a_json_body_is_what_json_dumps_writes(testserver, body):
+    import json
+
+    user, _ = local_user(testserver.url)
+    try:
+        user.client.get("/")
+        fast, slow = both_paths(user.client, "POST", "/echo", json=body)
+        assert sent(fast)[3] == sent(slow)[3] == json.dumps(body)
+    finally:
+        user.client.close()
+
+
+def test_a_json_body_json_cannot_write_raises_jsons_error_and_sends_nothing(testserver):
+    user, _ = local_user(testserver.url)
+    try:
+        user.client.get("/")
+        before = testserver.stats()["requests"]
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            user.client.post("/echo", json={"when": object()})
+        circular: list = []
+        circular.append(circular)
+        with pytest.raises(ValueError, match="Circular reference"):
+            user.client.post("/echo", json={"loop": circular})
+        assert testserver.stats()["requests"] == before
+        shared = [1]
+        assert sent(user.client.post("/echo", json=[shared, shared]))[3] == "[[1], [1]]"  # not circular: no error
+    finally:
+        user.client.close()
+
+
+def test_a_replaced_json_dumps_writes_the_body_on_both_paths(testserver, monkeypatch):
+    import json
+
+    user, _ = local_user(testserver.url)
+    try:
+        user.client.get("/")
+        monkeypatch.setattr(json, "dumps", lambda obj: '{"replaced": true}')
+        fast, slow = both_paths(user.client, "POST", "/echo", json={"a": 1})
+        assert sent(fast)[3] == sent(slow)[3] == '{"replaced": true}'
+    finally:
+        user.client.close()
