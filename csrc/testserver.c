@@ -164,6 +164,7 @@ struct conn_s {
   uint8_t chunk_state;
 
   reply_t delayed;              /* the reply owed by a paused /delay */
+  uint64_t delay_due_ns;        /* uv_hrtime() at which it is owed */
   uint8_t pause;                /* PAUSE_* */
   uint8_t writing;
   uint8_t close_after;          /* close once all output is written */
@@ -1554,6 +1555,9 @@ static void route_delay(conn_t *c, const reply_t *x, const char *rest, size_t re
   }
   c->delayed = *x;
   c->pause = PAUSE_DELAY;
+  /* libuv's timers count from the loop's time, in whole milliseconds and taken when this iteration began: they
+   * can fire up to a millisecond early. The answer is owed at a time of its own, which the callback checks. */
+  c->delay_due_ns = uv_hrtime() + ms * 1000000u;
   uv_timer_start(&c->timer, conn_delay_cb, ms, 0);
 }
 
@@ -1946,6 +1950,10 @@ static void conn_delay_cb(uv_timer_t *timer) {
 
   if (c->closing || c->pause != PAUSE_DELAY)
     return;
+  if (uv_hrtime() < c->delay_due_ns) { /* early: the rest of the delay, a millisecond at most */
+    uv_timer_start(&c->timer, conn_delay_cb, 1, 0);
+    return;
+  }
   c->pause = PAUSE_NONE;
   respond(c, &c->delayed, 200, CT_TEXT, NULL, 0, "ok", 2);
   conn_resume(c);
