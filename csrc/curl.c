@@ -66,10 +66,8 @@ static int xfer_is_final(xfer_t *x) {
 static void xfer_stream_begin(xfer_t *x) {
   request_t *req = x->req;
   engine_t *e = x->engine;
-  struct timespec now;
   assert(req->stream != NULL && x->stream == NULL);
-  clock_gettime(CLOCK_REALTIME, &now);
-  req->done_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+  req->done_time = wall_clock_now();
   req->status = x->status;
   req->total_us = req->hops_us + (int64_t)((uv_hrtime() - x->start_ns) / 1000);
   req->result = CURLE_OK;
@@ -539,9 +537,7 @@ void xfer_finish(xfer_t *x, CURLcode code) {
     if (xfer_start(x, req) == 0) return;
   }
 
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  req->done_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+  req->done_time = wall_clock_now();
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &req->status);
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total);
   /*

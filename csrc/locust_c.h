@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <uv.h>
@@ -36,6 +37,13 @@
 #define LC_LIKELY(x) (x)
 #define LC_UNLIKELY(x) (x)
 #endif
+
+/* The wall clock in seconds since the epoch, as Python's time.time() gives it (Locust's timestamps). */
+static inline double wall_clock_now(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
 
 /* ---- growable byte buffer ---------------------------------------------------------------------------- */
 

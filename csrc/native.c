@@ -201,9 +201,7 @@ static int conn_should_retry(conn_t *conn, int code) {
 }
 
 static void native_done(client_t *c, request_t *req) {
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  req->done_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+  req->done_time = wall_clock_now();
   engine_complete(c->engine, req);
   client_run_next(c);
 }

@@ -111,7 +111,8 @@ static PyObject *engine_fileno(EngineObject *self, PyObject *unused) {
  * Wakes the readers of streams that have data or have ended. A reader that let go of its stream, or stopped
  * waiting, is not there to wake; its wake-up still counts as delivered (see EngineHandle.pending).
  */
-LC_SWITCHED_FRAME static size_t stream_dispatch(stream_t *s) {
+LC_SWITCHED_FRAME
+static size_t stream_dispatch(stream_t *s) {
   size_t n = 0;
   for (stream_t *next; s != NULL; s = next, n++) {
     ResultObject *r;
@@ -136,7 +137,8 @@ LC_SWITCHED_FRAME static size_t stream_dispatch(stream_t *s) {
   return n;
 }
 
-LC_SWITCHED_FRAME static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME
+static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
   module_state_t *st = PyType_GetModuleState(cls);
   request_t *req, *next, *head;
@@ -191,7 +193,7 @@ LC_SWITCHED_FRAME static PyObject *engine_dispatch(EngineObject *self, PyTypeObj
     req->next = NULL;
     r = request_deliver(req, &token);
     {
-      /* token.switch(r), written out: the inline PyObject_CallMethodOneArg would be instrumented (LC_SWITCHED_FRAME). */
+      /* token.switch(r), written out: the inline PyObject_CallMethodOneArg is instrumented (LC_SWITCHED_FRAME). */
       PyObject *call[2] = {token, (PyObject *)r};
       ret = PyObject_VectorcallMethod(st->str_switch, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     }

@@ -14,8 +14,6 @@
  */
 #include "py_types.h"
 
-#include <time.h>
-
 
 typedef struct {
   PyObject_HEAD
@@ -61,7 +59,8 @@ static const char *const arg_names[SESSION_ARG_COUNT] = {
 /* A keyword that is not one of request()'s: _request refuses it as request() does. */
 #define ARG_UNKNOWN (1L << 31)
 
-/* The methods the C path knows, upper-case as the engine sends them, with their flags (session.py's table). */
+/* The methods the C path knows, upper-case as the engine sends them, with their flags; session.py's Python path
+ * reads the same table (METHOD_FLAGS). Any other method has none. */
 static const struct {
   const char *name;
   int flags;
@@ -125,12 +124,6 @@ static inline int is_set(PyObject *o) { return o != NULL && o != Py_None; }
 
 /* Python's truth of an optional argument: 0 when absent or None, -1 on error. */
 static inline int is_true(PyObject *o) { return is_set(o) ? PyObject_IsTrue(o) : 0; }
-
-static double wall_clock(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /*
  * Parses the arguments after the URL, `npos` positional ones (in the order `order`) and the keywords, into
@@ -200,6 +193,16 @@ done:
   return out;
 }
 
+/* FastCSession._request(*args, **kwnames' values), by vectorcall: the Python path with the arguments as given. */
+static PyObject *session_python(module_state_t *st, SessionObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+  PyObject *callable = PyObject_GetAttr((PyObject *)self, st->str__request), *out;
+  if (callable == NULL) return NULL;
+  out = PyObject_Vectorcall(callable, args, nargs, kwnames);
+  Py_DECREF(callable);
+  return out;
+}
+
 /* The index of `method` in method_table, -1 when it is not there (lower-case, or another one). */
 static int method_index(module_state_t *st, PyObject *method) {
   int i;
@@ -227,7 +230,8 @@ static PyObject *response_make(PyTypeObject *type, PyObject *result, long status
 }
 
 /* The session's header lines, built again (FastCSession._session_lines) after client.headers changed. */
-LC_SWITCHED_FRAME static PyObject *session_lines(module_state_t *st, SessionObject *self) {
+LC_SWITCHED_FRAME
+static PyObject *session_lines(module_state_t *st, SessionObject *self) {
   PyObject *version;
   int same;
   if (self->headers == NULL || self->lines == NULL || self->lines_version == NULL)
@@ -297,9 +301,9 @@ static int header_flag(module_state_t *st, PyObject *lowered) {
  * for _prepare itself (a header that replaces a session header, headers that are not a plain dict or have a name
  * that is not a str), decided before any of the user's code runs; -1 with an exception.
  */
-LC_SWITCHED_FRAME static int session_prepare(module_state_t *st, SessionObject *self, PyObject *headers,
-                                          PyObject *json, PyObject **lines_out, PyObject **body_out,
-                                          PyObject **shown_out) {
+LC_SWITCHED_FRAME
+static int session_prepare(module_state_t *st, SessionObject *self, PyObject *headers, PyObject *json,
+                           PyObject **lines_out, PyObject **body_out, PyObject **shown_out) {
   PyObject *base = NULL, *names = NULL, *items = NULL, *lines = NULL, *shown = NULL, *body = NULL, *dumps = NULL;
   Py_ssize_t i, n = 0;
   int present = 0, rc = -1;
@@ -406,7 +410,8 @@ static int handle_expect(module_state_t *st, SessionObject *self, EngineObject *
  * class keeping that set): the ResponseContextManager over its response, with the request event's arguments
  * (RequestReporter.meta) for the with block to report.
  */
-LC_SWITCHED_FRAME static PyObject *session_catch(module_state_t *st, SessionObject *self, ResultObject *result, PyObject *method,
+LC_SWITCHED_FRAME
+static PyObject *session_catch(module_state_t *st, SessionObject *self, ResultObject *result, PyObject *method,
                                PyObject *stats_name, PyObject *full_url, PyObject *lines, PyObject *shown,
                                double start_time, PyObject *context) {
   PyObject *inner = NULL, *meta = NULL, *ctx = NULL, *rcm = NULL, *values[9] = {NULL};
@@ -451,7 +456,8 @@ done:
  * that only ARGS_FAST are among them, that the session has a running client and no jar of its own, and that
  * url is a path of the host.
  */
-LC_SWITCHED_FRAME static PyObject *session_send(module_state_t *st, SessionObject *self, int m, PyObject *url, PyObject **args) {
+LC_SWITCHED_FRAME
+static PyObject *session_send(module_state_t *st, SessionObject *self, int m, PyObject *url, PyObject **args) {
   /* Held for the wait: the user's code may close the session or rename its requests meanwhile. */
   ClientObject *client = (ClientObject *)Py_NewRef(self->client);
   PyObject *method = st->method_names[m], *lines = NULL, *body = Py_None, *shown = Py_None, *prepared = NULL;
@@ -518,7 +524,7 @@ LC_SWITCHED_FRAME static PyObject *session_send(module_state_t *st, SessionObjec
     if (yes) flags |= REQ_BATCH_STATS;
   }
   if ((flags_obj = PyLong_FromLong(flags)) == NULL) goto done;
-  start_time = wall_clock();
+  start_time = wall_clock_now();
   if ((waiter = PyObject_CallNoArgs(st->waiter_type)) == NULL) goto done;
   submit[0] = waiter;
   submit[1] = method;
@@ -604,7 +610,8 @@ static int session_can_send(module_state_t *st, SessionObject *self, PyObject *u
   return ok;
 }
 
-LC_SWITCHED_FRAME static PyObject *session_dispatch(module_state_t *st, SessionObject *self, const char *fname, PyObject *method,
+LC_SWITCHED_FRAME
+static PyObject *session_dispatch(module_state_t *st, SessionObject *self, const char *fname, PyObject *method,
                                   PyObject *url, PyObject *const *pos, Py_ssize_t npos, const int *order,
                                   Py_ssize_t norder, PyObject *const *kwvalues, PyObject *kwnames) {
   PyObject *args[SESSION_ARG_COUNT] = {NULL};
@@ -618,37 +625,30 @@ LC_SWITCHED_FRAME static PyObject *session_dispatch(module_state_t *st, SessionO
   return session_slow(st, self, method, url, args, kwvalues, kwnames);
 }
 
-LC_SWITCHED_FRAME static PyObject *session_request(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME
+static PyObject *session_request(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
   module_state_t *st = PyType_GetModuleState(cls);
   Py_ssize_t npos = PyVectorcall_NARGS(nargs);
-  if (npos < 2) {
-    /* request(method=..., url=...) by keyword, or too few: the Python path says what is wrong. */
-    PyObject *callable = PyObject_GetAttr((PyObject *)self, st->str__request), *out;
-    if (callable == NULL) return NULL;
-    out = PyObject_Vectorcall(callable, args, npos, kwnames);
-    Py_DECREF(callable);
-    return out;
-  }
+  if (npos < 2) /* request(method=..., url=...) by keyword, or too few: the Python path says what is wrong. */
+    return session_python(st, self, args, npos, kwnames);
   return session_dispatch(st, self, "request", args[0], args[1], args + 2, npos - 2, request_order,
                           (Py_ssize_t)(sizeof(request_order) / sizeof(request_order[0])), args + npos, kwnames);
 }
 
-LC_SWITCHED_FRAME static PyObject *session_verb(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME
+static PyObject *session_verb(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames, int m, const char *fname, const int *order, Py_ssize_t norder) {
   module_state_t *st = PyType_GetModuleState(cls);
   Py_ssize_t npos = PyVectorcall_NARGS(nargs);
   if (npos < 1) {
     /* get(url=...) by keyword, or no URL at all: _request(method, **kwargs) takes it, or says what is missing. */
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    PyObject **stack = PyMem_Malloc((size_t)(1 + nkw) * sizeof(PyObject *)), *callable, *out = NULL;
+    PyObject **stack = PyMem_Malloc((size_t)(1 + nkw) * sizeof(PyObject *)), *out;
     if (stack == NULL) return PyErr_NoMemory();
     stack[0] = st->method_names[m];
     for (Py_ssize_t i = 0; i < nkw; i++) stack[1 + i] = args[i];
-    if ((callable = PyObject_GetAttr((PyObject *)self, st->str__request)) != NULL) {
-      out = PyObject_Vectorcall(callable, stack, 1, kwnames);
-      Py_DECREF(callable);
-    }
+    out = session_python(st, self, stack, 1, kwnames);
     PyMem_Free(stack);
     return out;
   }
@@ -656,12 +656,14 @@ LC_SWITCHED_FRAME static PyObject *session_verb(SessionObject *self, PyTypeObjec
                           args + npos, kwnames);
 }
 
-LC_SWITCHED_FRAME static PyObject *session_get(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME
+static PyObject *session_get(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames) {
   return session_verb(self, cls, args, nargs, kwnames, METHOD_GET, "get", NULL, 0);
 }
 
-LC_SWITCHED_FRAME static PyObject *session_post(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
+LC_SWITCHED_FRAME
+static PyObject *session_post(SessionObject *self, PyTypeObject *cls, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames) {
   return session_verb(self, cls, args, nargs, kwnames, METHOD_POST, "post", post_order, 2);
 }
@@ -908,6 +910,24 @@ int session_module_exec(PyObject *m, module_state_t *st) {
   for (i = 0; i < 9; i++)
     if ((st->meta_keys[i] = PyUnicode_InternFromString(meta_names[i])) == NULL) return -1;
   if ((st->zero = PyLong_FromLong(0)) == NULL) return -1;
+  {
+    /* METHOD_FLAGS: the same table for session.py's Python path. */
+    PyObject *flags = PyDict_New();
+    if (flags == NULL) return -1;
+    for (i = 0; i < SESSION_METHOD_COUNT; i++) {
+      PyObject *v = PyLong_FromLong(method_table[i].flags);
+      if (v == NULL || PyDict_SetItem(flags, st->method_names[i], v) < 0) {
+        Py_XDECREF(v);
+        Py_DECREF(flags);
+        return -1;
+      }
+      Py_DECREF(v);
+    }
+    if (PyModule_AddObject(m, "METHOD_FLAGS", flags) < 0) {
+      Py_DECREF(flags);
+      return -1;
+    }
+  }
   st->session_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &session_spec, NULL);
   st->response_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &response_spec, NULL);
   if (st->session_type == NULL || st->response_type == NULL) return -1;

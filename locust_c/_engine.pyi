@@ -26,6 +26,7 @@ BATCH_STATS: int
 IDEMPOTENT: int
 STREAM: int
 COOKIES: int
+METHOD_FLAGS: dict[str, int]  # each method's flags: GET, HEAD, POST, IDEMPOTENT
 
 # Result.result values found by the engine itself (others are libcurl's CURLcode)
 CANCELLED: int

@@ -57,9 +57,7 @@ _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
 _CHARSET_IN_HEAD = re.compile(rb"^content-type:[^\r\n]*?charset=[\"']?([\w.:-]+)", re.IGNORECASE | re.MULTILINE)
 # FastHttpUser's successes (LocustUserAgent.valid_response_codes); the engine batches exactly these (py_engine.c).
 VALID_RESPONSE_CODES = frozenset([200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 301, 302, 303, 304, 307, 308])
-_IDEMPOTENT = _engine.IDEMPOTENT
-_FLAGS_BY_METHOD = {"GET": _engine.GET | _IDEMPOTENT, "HEAD": _engine.HEAD | _IDEMPOTENT, "POST": _engine.POST,
-                    "PUT": _IDEMPOTENT, "DELETE": _IDEMPOTENT, "OPTIONS": _IDEMPOTENT, "TRACE": _IDEMPOTENT}
+_FLAGS_BY_METHOD: dict[str, int] = _engine.METHOD_FLAGS  # the C path's table (csrc/py_session.c)
 _FOLLOW = _engine.FOLLOW_REDIRECTS
 _BATCH = _engine.BATCH_STATS
 _STREAM = _engine.STREAM
@@ -962,7 +960,7 @@ class FastCSession(_engine.Session):
 
     def _session_lines(self) -> tuple[str, ...]:
         """The session headers as header lines, rebuilt after a change. They are kept on the headers mapping too,
-        so that the sessions that share it (see _shared_headers) share its lines."""
+        so that the sessions that share it (see _SHARED_HEADERS) share its lines."""
         headers = self._headers
         if headers.version != self._lines_version:
             built = headers.__dict__.get("_built")
