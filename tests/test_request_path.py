@@ -4,6 +4,9 @@ tell which one ran: same bytes on the wire, same response, same statistics, same
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from helpers import local_user
 
@@ -19,11 +22,21 @@ def sent(response) -> tuple:
     return echo["method"], echo["path"], list(echo["headers"].items()), echo["body"]
 
 
+@pytest.fixture
+def probe(testserver) -> Iterator[tuple[Any, Any]]:
+    """(user, env): a FastCUser under a Locust runner whose client is connected. The C path needs that: a user's
+    first request is Python's, which connects. Closed at the end."""
+    user, env = local_user(testserver.url)
+    user.client.get("/")
+    try:
+        yield user, env
+    finally:
+        user.client.close()
+
+
 def both_paths(client, method: str, url: str, **kwargs):
     """The same request through the C path and through the Python one (an empty params= is a no-op that only
-    the Python path takes). The C path needs a connected client: a user's first request is Python's."""
-    if client._client is None:
-        client.get("/")
+    the Python path takes)."""
     return client.request(method, url, **kwargs), client.request(method, url, params={}, **kwargs)
 
 
@@ -38,56 +51,46 @@ def both_paths(client, method: str, url: str, **kwargs):
     {"data": "plain text", "headers": {"X-A": "b"}},
     {"headers": {"User-Agent": "mine"}},  # replaces a session header
 ], ids=["plain", "headers", "json", "json-own-type", "json-own-accept", "form", "text", "replaces-session"])
-def test_the_c_path_sends_what_the_python_path_sends(testserver, kwargs):
-    user, _ = local_user(testserver.url)
-    try:
-        user.client.headers["X-Session"] = "s"
-        fast, slow = both_paths(user.client, "POST", "/echo", **kwargs)
-        assert sent(fast) == sent(slow)
-        assert (fast.request.headers, fast.request.body) == (slow.request.headers, slow.request.body)
-        assert (fast.status_code, fast.url) == (200, slow.url)
-        assert fast.headers["content-type"] == slow.headers["content-type"]
-    finally:
-        user.client.close()
+def test_the_c_path_sends_what_the_python_path_sends(probe, kwargs):
+    user, _ = probe
+    user.client.headers["X-Session"] = "s"
+    fast, slow = both_paths(user.client, "POST", "/echo", **kwargs)
+    assert sent(fast) == sent(slow)
+    assert (fast.request.headers, fast.request.body) == (slow.request.headers, slow.request.body)
+    assert (fast.status_code, fast.url) == (200, slow.url)
+    assert fast.headers["content-type"] == slow.headers["content-type"]
 
 
-def test_both_paths_count_alike_in_locusts_statistics(testserver):
-    user, env = local_user(testserver.url)
-    try:
-        for _ in range(3):
-            both_paths(user.client, "GET", "/", name="home")
-            both_paths(user.client, "GET", "/status/503", name="down")
-            with user.client.post("/echo", json=ORDER, name="order", catch_response=True) as r:
-                if r.json()["body"]:
-                    r.failure("a failure the block decided")
-            with user.client.post("/echo", json=ORDER, name="order", catch_response=True, params={}) as r:
-                if r.json()["body"]:
-                    r.failure("a failure the block decided")
-        stats = env.runner.stats
-        assert (stats.get("home", "GET").num_requests, stats.get("home", "GET").num_failures) == (6, 0)
-        assert (stats.get("down", "GET").num_requests, stats.get("down", "GET").num_failures) == (6, 6)
-        assert (stats.get("order", "POST").num_requests, stats.get("order", "POST").num_failures) == (6, 6)
-    finally:
-        user.client.close()
+def test_both_paths_count_alike_in_locusts_statistics(probe):
+    user, env = probe
+    for _ in range(3):
+        both_paths(user.client, "GET", "/", name="home")
+        both_paths(user.client, "GET", "/status/503", name="down")
+        with user.client.post("/echo", json=ORDER, name="order", catch_response=True) as r:
+            if r.json()["body"]:
+                r.failure("a failure the block decided")
+        with user.client.post("/echo", json=ORDER, name="order", catch_response=True, params={}) as r:
+            if r.json()["body"]:
+                r.failure("a failure the block decided")
+    stats = env.runner.stats
+    assert (stats.get("home", "GET").num_requests, stats.get("home", "GET").num_failures) == (6, 0)
+    assert (stats.get("down", "GET").num_requests, stats.get("down", "GET").num_failures) == (6, 6)
+    assert (stats.get("order", "POST").num_requests, stats.get("order", "POST").num_failures) == (6, 6)
 
 
-def test_get_and_post_take_their_positional_arguments_and_refuse_others(testserver):
-    user, _ = local_user(testserver.url)
-    try:
-        user.client.get("/")  # connected: what follows is the C path's
-        assert sent(user.client.post("/echo", b"raw"))[3] == "raw"
-        assert sent(user.client.post("/echo", None, {"k": 1}))[3] == '{"k": 1}'
-        with pytest.raises(TypeError, match="positional"):
-            user.client.get("/echo", "name")
-        with pytest.raises(TypeError, match="multiple values for argument 'data'"):
-            user.client.post("/echo", b"a", data=b"b")
-        with pytest.raises(TypeError, match="unexpected keyword argument.*colour"):
-            user.client.get("/echo", colour="blue")
-        with pytest.raises(TypeError, match="header names must be str"):
-            user.client.post("/echo", json={}, headers={1: "x"})
-        assert user.client.get("/echo", name="fine").status_code == 200  # nothing was left behind
-    finally:
-        user.client.close()
+def test_get_and_post_take_their_positional_arguments_and_refuse_others(probe):
+    user, _ = probe
+    assert sent(user.client.post("/echo", b"raw"))[3] == "raw"
+    assert sent(user.client.post("/echo", None, {"k": 1}))[3] == '{"k": 1}'
+    with pytest.raises(TypeError, match="positional"):
+        user.client.get("/echo", "name")
+    with pytest.raises(TypeError, match="multiple values for argument 'data'"):
+        user.client.post("/echo", b"a", data=b"b")
+    with pytest.raises(TypeError, match="unexpected keyword argument.*colour"):
+        user.client.get("/echo", colour="blue")
+    with pytest.raises(TypeError, match="header names must be str"):
+        user.client.post("/echo", json={}, headers={1: "x"})
+    assert user.client.get("/echo", name="fine").status_code == 200  # nothing was left behind
 
 
 def test_a_session_subclass_that_overrides_request_sees_get_and_post(testserver):
@@ -110,49 +113,40 @@ def test_a_session_subclass_that_overrides_request_sees_get_and_post(testserver)
         s.close()
 
 
-def test_catch_response_gives_the_block_what_the_python_path_gives(testserver):
-    user, env = local_user(testserver.url)
-    try:
-        user.client.get("/")
-        blocks = []
-        for extra in ({}, {"params": {}}):
-            with user.client.post("/echo", json=ORDER, name="order", catch_response=True, context={"k": 1},
-                                  **extra) as r:
-                blocks.append(r)
-                assert r.json()["method"] == "POST"
-        fast, slow = blocks
-        assert type(fast) is type(slow)
-        varying = ("response", "start_time", "response_time")
-        assert {k: v for k, v in fast.request_meta.items() if k not in varying} == \
-            {k: v for k, v in slow.request_meta.items() if k not in varying}
-        assert type(fast.request_meta["response"]) is type(slow.request_meta["response"])
-        assert (fast.status_code, fast.error, fast.url) == (200, None, slow.url)
-        entry = env.runner.stats.get("order", "POST")
-        assert (entry.num_requests, entry.num_failures) == (2, 0)
-    finally:
-        user.client.close()
+def test_catch_response_gives_the_block_what_the_python_path_gives(probe):
+    user, env = probe
+    blocks = []
+    for extra in ({}, {"params": {}}):
+        with user.client.post("/echo", json=ORDER, name="order", catch_response=True, context={"k": 1},
+                              **extra) as r:
+            blocks.append(r)
+            assert r.json()["method"] == "POST"
+    fast, slow = blocks
+    assert type(fast) is type(slow)
+    varying = ("response", "start_time", "response_time")
+    assert {k: v for k, v in fast.request_meta.items() if k not in varying} == \
+        {k: v for k, v in slow.request_meta.items() if k not in varying}
+    assert type(fast.request_meta["response"]) is type(slow.request_meta["response"])
+    assert (fast.status_code, fast.error, fast.url) == (200, None, slow.url)
+    entry = env.runner.stats.get("order", "POST")
+    assert (entry.num_requests, entry.num_failures) == (2, 0)
 
 
-def test_the_url_may_be_given_by_keyword(testserver):
-    user, _ = local_user(testserver.url)
-    try:
-        user.client.get("/")
-        assert sent(user.client.get(url="/echo"))[:2] == ("GET", "/echo")
-        assert sent(user.client.post(url="/echo", json={"k": 1}))[3] == '{"k": 1}'
-        assert sent(user.client.request("PUT", url="/echo", data="x"))[::3] == ("PUT", "x")
-        with pytest.raises(TypeError, match="url"):
-            user.client.get()
-    finally:
-        user.client.close()
+def test_the_url_may_be_given_by_keyword(probe):
+    user, _ = probe
+    assert sent(user.client.get(url="/echo"))[:2] == ("GET", "/echo")
+    assert sent(user.client.post(url="/echo", json={"k": 1}))[3] == '{"k": 1}'
+    assert sent(user.client.request("PUT", url="/echo", data="x"))[::3] == ("PUT", "x")
+    with pytest.raises(TypeError, match="url"):
+        user.client.get()
 
 
-def test_a_session_closed_while_its_request_waits_ends_that_request_as_cancelled(testserver):
+def test_a_session_closed_while_its_request_waits_ends_that_request_as_cancelled(probe):
     import gevent
 
     from locust_c.exceptions import RequestCancelled
 
-    user, _ = local_user(testserver.url)
-    user.client.get("/")
+    user, _ = probe
     waiting = [gevent.spawn(user.client.get, "/delay/3000", name=f"slow {i}") for i in range(2)]
     gevent.sleep(0.2)
     user.client.request_name = "renamed meanwhile"
@@ -166,44 +160,32 @@ def test_a_session_closed_while_its_request_waits_ends_that_request_as_cancelled
 @pytest.mark.parametrize("body", [
     ORDER, "just a string", 12.5, [1, [2, [3]]], {"nan": float("nan"), "big": 10**30, 3: "int key", None: True},
 ], ids=["dict", "str", "float", "nested", "odd-keys"])
-def test_a_json_body_is_what_json_dumps_writes(testserver, body):
+def test_a_json_body_is_what_json_dumps_writes(probe, body):
     import json
 
-    user, _ = local_user(testserver.url)
-    try:
-        user.client.get("/")
-        fast, slow = both_paths(user.client, "POST", "/echo", json=body)
-        assert sent(fast)[3] == sent(slow)[3] == json.dumps(body)
-    finally:
-        user.client.close()
+    user, _ = probe
+    fast, slow = both_paths(user.client, "POST", "/echo", json=body)
+    assert sent(fast)[3] == sent(slow)[3] == json.dumps(body)
 
 
-def test_a_json_body_json_cannot_write_raises_jsons_error_and_sends_nothing(testserver):
-    user, _ = local_user(testserver.url)
-    try:
-        user.client.get("/")
-        before = testserver.stats()["requests"]
-        with pytest.raises(TypeError, match="not JSON serializable"):
-            user.client.post("/echo", json={"when": object()})
-        circular: list = []
-        circular.append(circular)
-        with pytest.raises(ValueError, match="Circular reference"):
-            user.client.post("/echo", json={"loop": circular})
-        assert testserver.stats()["requests"] == before
-        shared = [1]
-        assert sent(user.client.post("/echo", json=[shared, shared]))[3] == "[[1], [1]]"  # not circular: no error
-    finally:
-        user.client.close()
+def test_a_json_body_json_cannot_write_raises_jsons_error_and_sends_nothing(testserver, probe):
+    user, _ = probe
+    before = testserver.stats()["requests"]
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        user.client.post("/echo", json={"when": object()})
+    circular: list = []
+    circular.append(circular)
+    with pytest.raises(ValueError, match="Circular reference"):
+        user.client.post("/echo", json={"loop": circular})
+    assert testserver.stats()["requests"] == before
+    shared = [1]
+    assert sent(user.client.post("/echo", json=[shared, shared]))[3] == "[[1], [1]]"  # not circular: no error
 
 
-def test_a_replaced_json_dumps_writes_the_body_on_both_paths(testserver, monkeypatch):
+def test_a_replaced_json_dumps_writes_the_body_on_both_paths(probe, monkeypatch):
     import json
 
-    user, _ = local_user(testserver.url)
-    try:
-        user.client.get("/")
-        monkeypatch.setattr(json, "dumps", lambda obj: '{"replaced": true}')
-        fast, slow = both_paths(user.client, "POST", "/echo", json={"a": 1})
-        assert sent(fast)[3] == sent(slow)[3] == '{"replaced": true}'
-    finally:
-        user.client.close()
+    user, _ = probe
+    monkeypatch.setattr(json, "dumps", lambda obj: '{"replaced": true}')
+    fast, slow = both_paths(user.client, "POST", "/echo", json={"a": 1})
+    assert sent(fast)[3] == sent(slow)[3] == '{"replaced": true}'
