@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBS := libcurl4-openssl-dev libssl-dev libuv1-dev clang zlib1g-dev libbrotli-dev pkg-config
+DEBS := libcurl4-openssl-dev libssl-dev libuv1-dev clang zlib1g-dev libbrotli-dev pkg-config prometheus
 DEMO_PORT ?= 18089
 
 .PHONY: all deps venv build test sanitize tsan fuzz fuzz-h1 demo bench lint clean

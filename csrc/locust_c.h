@@ -129,6 +129,9 @@ void hist_reset(hist_t *h); /* forgets every value and frees the counts' memory 
 int hist_record(hist_t *h, uint64_t value_us);
 int hist_add(hist_t *h, size_t index, uint64_t count);
 int hist_merge(hist_t *dst, const hist_t *src);
+int hist_subtract(hist_t *dst, const hist_t *src); /* -EINVAL unless src is contained in dst */
+void hist_cumulative(const hist_t *h, const uint64_t *bounds, size_t n, uint64_t *out);
+double hist_stddev(const hist_t *h);
 size_t hist_next(const hist_t *h, size_t index, uint64_t *count); /* first index >= index with a count */
 uint64_t hist_value_at_percentile(const hist_t *h, double percentile);
 size_t hist_index_of(uint64_t value_us);

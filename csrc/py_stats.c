@@ -119,6 +119,68 @@ static PyObject *histogram_merge(HistogramObject *self, PyObject *other) {
   Py_RETURN_NONE;
 }
 
+static PyObject *histogram_subtract(HistogramObject *self, PyObject *other) {
+  if (!PyObject_TypeCheck(other, Py_TYPE(self))) {
+    PyErr_SetString(PyExc_TypeError, "subtract() takes a Histogram");
+    return NULL;
+  }
+  if (hist_subtract(self->hist, ((HistogramObject *)other)->hist) != 0) {
+    PyErr_SetString(PyExc_ValueError, "subtract(): the histogram holds values that this one does not");
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *histogram_copy(HistogramObject *self, PyObject *unused) {
+  HistogramObject *copy = histogram_create(Py_TYPE(self));
+  if (copy == NULL) return NULL;
+  if (hist_merge(copy->hist, self->hist) != 0) {
+    Py_DECREF(copy);
+    return PyErr_NoMemory();
+  }
+  return (PyObject *)copy;
+}
+
+/* cumulative(bounds): the count of values at most each bound (us); bounds must ascend. */
+static PyObject *histogram_cumulative(HistogramObject *self, PyObject *arg) {
+  PyObject *seq = PySequence_Fast(arg, "cumulative() takes a sequence of bounds in microseconds"), *out = NULL;
+  uint64_t *bounds = NULL, *counts;
+  Py_ssize_t i, n;
+  if (seq == NULL) return NULL;
+  n = PySequence_Fast_GET_SIZE(seq);
+  if ((bounds = PyMem_Calloc((size_t)n * 2 + 1, sizeof(uint64_t))) == NULL) {
+    PyErr_NoMemory();
+    goto done;
+  }
+  counts = bounds + n;
+  for (i = 0; i < n; i++) {
+    bounds[i] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, i));
+    if (PyErr_Occurred()) goto done;
+    if (i > 0 && bounds[i] < bounds[i - 1]) {
+      PyErr_SetString(PyExc_ValueError, "cumulative(): the bounds must ascend");
+      goto done;
+    }
+  }
+  hist_cumulative(self->hist, bounds, (size_t)n, counts);
+  if ((out = PyList_New(n)) == NULL) goto done;
+  for (i = 0; i < n; i++) {
+    PyObject *v = PyLong_FromUnsignedLongLong(counts[i]);
+    if (v == NULL) {
+      Py_CLEAR(out);
+      goto done;
+    }
+    PyList_SET_ITEM(out, i, v);
+  }
+done:
+  PyMem_Free(bounds);
+  Py_DECREF(seq);
+  return out;
+}
+
+static PyObject *histogram_stddev(HistogramObject *self, PyObject *unused) {
+  return PyFloat_FromDouble(hist_stddev(self->hist));
+}
+
 static PyObject *histogram_reset(HistogramObject *self, PyObject *unused) {
   hist_reset(self->hist);
   Py_RETURN_NONE;
@@ -143,6 +205,10 @@ static PyMethodDef histogram_methods[] = {
     {"sparse", (PyCFunction)histogram_sparse, METH_NOARGS, "(total, min, max, sum, [index, count, ...])."},
     {"add_sparse", (PyCFunction)histogram_add_sparse, METH_O, "Add a histogram given as sparse() returns it."},
     {"merge", (PyCFunction)histogram_merge, METH_O, "Add another Histogram's counts."},
+    {"subtract", (PyCFunction)histogram_subtract, METH_O, "Take out the values of a Histogram this one contains."},
+    {"copy", (PyCFunction)histogram_copy, METH_NOARGS, "A new Histogram with the same values."},
+    {"cumulative", (PyCFunction)histogram_cumulative, METH_O, "Counts of values at most each ascending bound (us)."},
+    {"stddev", (PyCFunction)histogram_stddev, METH_NOARGS, "Standard deviation of the values (us)."},
     {"reset", (PyCFunction)histogram_reset, METH_NOARGS, "Forget every value."},
     {NULL},
 };

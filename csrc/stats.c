@@ -140,6 +140,67 @@ int hist_merge(hist_t *dst, const hist_t *src) {
   return rc;
 }
 
+/* Takes src's values out of dst, for the histogram of a time window (now minus then). src must be contained in
+ * dst (-EINVAL and no change otherwise). min and max become those of the counts that remain, to the histogram's
+ * precision. */
+int hist_subtract(hist_t *dst, const hist_t *src) {
+  uint64_t count, have;
+  size_t i, first = HIST_COUNTS, last = 0;
+  if (src->total == 0) return 0;
+  if (src->total > dst->total || src->sum_us > dst->sum_us) return -EINVAL;
+  for (i = hist_next(src, 0, &count); i < HIST_COUNTS; i = hist_next(src, i + 1, &count)) {
+    const uint64_t *chunk = hist_chunk(dst, i, 0);
+    have = chunk ? chunk[i & (HIST_CHUNK - 1)] : 0;
+    if (have < count) return -EINVAL;
+  }
+  for (i = hist_next(src, 0, &count); i < HIST_COUNTS; i = hist_next(src, i + 1, &count))
+    hist_chunk(dst, i, 0)[i & (HIST_CHUNK - 1)] -= count;
+  dst->total -= src->total;
+  dst->sum_us -= src->sum_us;
+  for (i = hist_next(dst, 0, &count); i < HIST_COUNTS; i = hist_next(dst, i + 1, &count)) {
+    if (first == HIST_COUNTS) first = i;
+    last = i;
+  }
+  if (first == HIST_COUNTS) {
+    dst->min_us = UINT64_MAX;
+    dst->max_us = 0;
+  } else {
+    uint64_t lo = hist_value_of_index(first), hi = hist_highest_equivalent(hist_value_of_index(last));
+    if (lo > dst->min_us) dst->min_us = lo;
+    if (hi < dst->max_us) dst->max_us = hi;
+  }
+  return 0;
+}
+
+/* How many values are at most each of n ascending bounds (us), in one walk: the buckets of a Prometheus or
+ * OpenTelemetry histogram. A value counts as at most a bound when the lowest value of its sub-bucket is, so a
+ * count is off only by values within the histogram's precision (0.1 %) of the bound. */
+void hist_cumulative(const hist_t *h, const uint64_t *bounds, size_t n, uint64_t *out) {
+  uint64_t count, seen = 0;
+  size_t b = 0, i = hist_next(h, 0, &count);
+  for (; b < n; b++) {
+    while (i < HIST_COUNTS && hist_value_of_index(i) <= bounds[b]) {
+      seen += count;
+      i = hist_next(h, i + 1, &count);
+    }
+    out[b] = seen;
+  }
+}
+
+/* The standard deviation (us) of the recorded values, each taken at the middle of its sub-bucket. */
+double hist_stddev(const hist_t *h) {
+  uint64_t count;
+  double mean, acc = 0.0;
+  if (h->total < 2) return 0.0;
+  mean = (double)h->sum_us / (double)h->total;
+  for (size_t i = hist_next(h, 0, &count); i < HIST_COUNTS; i = hist_next(h, i + 1, &count)) {
+    uint64_t lo = hist_value_of_index(i);
+    double d = ((double)lo + (double)hist_highest_equivalent(lo)) / 2.0 - mean;
+    acc += d * d * (double)count;
+  }
+  return sqrt(acc / (double)(h->total - 1));
+}
+
 /* The value below which `percentile` % of the recorded values fall, as HdrHistogram reports it. */
 uint64_t hist_value_at_percentile(const hist_t *h, double percentile) {
   uint64_t wanted, seen = 0, count;

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from locust.env import Environment
 
 PREFIX = "locust-c"
+SETTLE_SECONDS = 2.0
 
 
 @dataclass
@@ -64,6 +65,13 @@ class _LeakWatch:
     @property
     def running(self) -> bool:
         return self.greenlet is not None
+
+    def slope(self) -> float | None:
+        """The fitted trend of the samples so far (bytes per second), or None while there are too few."""
+        try:
+            return leak_mod.fit_leak(list(self.samples), self.budget).slope_kb_s * leak_mod.KB
+        except BadInput:
+            return None
 
     def stop(self) -> list[leak_mod.Sample]:
         self.stop_requested = True
@@ -128,6 +136,25 @@ def add_options(parser: Any, **_kwargs: Any) -> None:
         ("--leak-max-growth-mb", {"metavar": "MB", "type": float, "default": 10.0, "help": "growth budget, MB"}),
         ("--leak-plot", {"metavar": "FILE", "help": "write a PNG of the memory samples and trend"}),
     ]
+    _add(group, options)
+    observe = parser.add_argument_group(
+        "locust-c observability", "Live metrics from locust-c's exact histograms, read when they are collected.")
+    _add(observe, [
+        (
+            "--prometheus-port",
+            {"metavar": "PORT", "type": int, "help": "serve /metrics in the Prometheus text format on this port "
+             "(a master serves the totals of its workers; a worker given the option serves its own)"},
+        ),
+        ("--prometheus-host", {"metavar": "HOST", "default": "", "help": "interface for /metrics (default: all)"}),
+        (
+            "--prometheus-linger",
+            {"metavar": "S", "type": float, "default": 0.0, "help": "after the run, keep /metrics up until it is "
+             "scraped once more (the final numbers), for at most S seconds (default 0)"},
+        ),
+    ])
+
+
+def _add(group: Any, options: list[tuple[str, dict[str, Any]]]) -> None:
     for flag, kwargs in options:
         env_var = "LOCUST_" + flag[2:].upper().replace("-", "_")
         action = group.add_argument(flag, env_var=env_var, **kwargs)
@@ -169,6 +196,48 @@ def on_init_histograms(environment: Environment, **_kwargs: Any) -> None:
 
 
 @locust.events.init.add_listener
+def on_init_prometheus(environment: Environment, **_kwargs: Any) -> None:
+    """Serve /metrics when ``--prometheus-port`` is given: on a master or a local run, and on a worker started
+    on its own (the workers that ``--processes`` forks share the option but not the port: their master serves)."""
+    from . import prometheus
+
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        environment.events.report_to_master.add_listener(
+            lambda client_id, data, **kw: data.__setitem__("locust_c_engine", prometheus.engine_counters()))
+    options = environment.parsed_options
+    port = getattr(options, "prometheus_port", None)
+    if port is None or runner is None or (isinstance(runner, WorkerRunner) and getattr(options, "processes", None)):
+        return
+    if not 0 < port < 65536:
+        _exit_bad_input(f"--prometheus-port: {port} is not a port number (1 to 65535)")
+    server = prometheus.PrometheusServer(environment, options.prometheus_host, port)
+    try:
+        server.start()
+    except OSError as e:
+        _exit_bad_input(f"--prometheus-port {port}: cannot listen: {e.strerror or e}")
+    environment.locust_c_prometheus = server  # type: ignore[attr-defined]
+    if isinstance(runner, MasterRunner):
+        engines = server.collector.worker_engines
+        environment.events.worker_report.add_listener(
+            lambda client_id, data, **kw: engines.__setitem__(client_id, data.get("locust_c_engine") or {}))
+    linger = getattr(options, "prometheus_linger", 0.0) or 0.0
+    if linger < 0:
+        _exit_bad_input(f"--prometheus-linger: {linger} is not a number of seconds >= 0")
+    if linger > 0:
+        environment.events.quitting.add_listener(lambda **kw: server.linger(linger))
+    environment.events.quit.add_listener(lambda **kw: server.stop())
+
+
+def _exit_bad_input(message: str) -> None:
+    sys.stderr.write(f"{PREFIX}: error: {message}\n")
+    sys.stderr.flush()
+    # SystemExit is not an Exception, so it passes through Locust's event dispatch and ends the process
+    # with this code before the test starts.
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@locust.events.init.add_listener
 def on_init(environment: Environment, **_kwargs: Any) -> None:
     """Check the options before any load is sent; a bad one ends Locust with exit code 2."""
     if environment.parsed_options is None or isinstance(environment.runner, WorkerRunner):
@@ -176,11 +245,7 @@ def on_init(environment: Environment, **_kwargs: Any) -> None:
     try:
         state = _setup(environment)
     except BadInput as e:
-        sys.stderr.write(f"{PREFIX}: error: {e}\n")
-        sys.stderr.flush()
-        # SystemExit is not an Exception, so it passes through Locust's event dispatch and ends the process
-        # with this code before the test starts.
-        sys.exit(EXIT_BAD_INPUT)
+        _exit_bad_input(str(e))
     if state.results_json is None and state.spec is None and state.leak is None:
         return
     environment.locust_c_gate = state  # type: ignore[attr-defined]
@@ -215,6 +280,9 @@ def _on_spawned(environment: Environment, user_count: int) -> None:
 def _on_test_stop(environment: Environment) -> None:
     # A master's statistics are complete only once the workers have sent their last report, at quitting.
     if not isinstance(environment.runner, MasterRunner):
+        from . import engine
+
+        engine.settle(SETTLE_SECONDS)  # the last answers of the users just stopped count too
         _finish(environment)
 
 

@@ -212,3 +212,37 @@ def test_an_endpoint_keeps_an_unsent_histogram_only_on_a_worker():
     assert ep.unsent is None  # a local run or a master never reads it: no memory for it
     ep.track_unsent()
     assert ep.unsent is not None and ep.unsent.count == 0
+
+
+def test_histogram_buckets_windows_and_spread_for_live_metrics():
+    """What Prometheus, OpenTelemetry and the live gate read: cumulative counts at bucket bounds, the histogram
+    of a time window (now minus then), and the standard deviation, all to the histogram's precision."""
+    import random
+    import statistics
+
+    from locust_c import _engine
+
+    rng = random.Random(7)
+    values = [rng.randint(1, 400_000) for _ in range(20_000)]
+    h, before = _engine.Histogram(), _engine.Histogram()
+    for i, v in enumerate(values):
+        h.record(v)
+        if i < 8_000:
+            before.record(v)
+    bounds = [100, 1000, 2500, 25_000, 100_000, 300_000, 10**9]
+    for bound, count in zip(bounds, h.cumulative(bounds), strict=True):
+        exact = sum(v <= bound for v in values)
+        assert abs(count - exact) <= 0.001 * len(values), (bound, count, exact)
+    assert h.cumulative([10**9])[0] == len(values)
+    with pytest.raises(ValueError, match="ascend"):
+        h.cumulative([5, 4])
+
+    window = h.copy()
+    window.subtract(before)
+    later = values[8_000:]
+    assert window.count == len(later) and window.sum == sum(later)
+    assert abs(window.percentile(95) - sorted(later)[int(0.95 * len(later)) - 1]) <= 0.001 * 400_000
+    assert h.count == len(values)  # the copy is a copy
+    with pytest.raises(ValueError, match="holds values"):
+        before.subtract(h)
+    assert abs(h.stddev() - statistics.stdev(values)) <= 0.001 * statistics.stdev(values)
