@@ -27,6 +27,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from . import results as results_mod
 from .gate import EXIT_BAD_INPUT, EXIT_FAIL, BadInput
 from .gate import leak as leak_mod
+from .gate import live as live_mod
 from .gate.report import append_step_summary, sla_markdown, sla_summary_line, sla_text
 from .gate.results import run_from_dict
 from .gate.sla import SlaSpec, evaluate, load_sla
@@ -89,6 +90,8 @@ class GateState:
     results_json: str | None = None
     spec: SlaSpec | None = None
     leak: _LeakWatch | None = None
+    live: live_mod.LiveGate | None = None
+    live_greenlet: Any = None
     pending: bool = False
     peak_users: int = 0
     summary: list[str] = field(default_factory=list)
@@ -128,6 +131,13 @@ def add_options(parser: Any, **_kwargs: Any) -> None:
                 "2 (before any load) when the file is missing or malformed",
             },
         ),
+        ("--sla-abort", {"action": "store_true", "default": False,
+                         "help": "check the --sla-file budgets during the run and stop it (exit code 1) as soon as "
+                         "a budget is breached beyond doubt over the sliding window"}),
+        ("--sla-abort-after", {"metavar": "TIME", "default": "30s",
+                               "help": "grace period before --sla-abort judges (e.g. 30s, 2m; default 30s)"}),
+        ("--sla-abort-window", {"metavar": "TIME", "default": "10s",
+                                "help": "the sliding window --sla-abort judges (default 10s)"}),
         ("--leak-pid", {"metavar": "PID", "type": int, "help": "hunt a memory leak in this process during the run"}),
         ("--leak-cgroup", {"metavar": "PATH", "help": "hunt a memory leak in this cgroup (memory.current)"}),
         ("--leak-interval", {"metavar": "S", "type": float, "default": 1.0, "help": "seconds between memory samples"}),
@@ -171,6 +181,12 @@ def _setup(environment: Environment) -> GateState:
     sla_file = getattr(options, "sla_file", None)
     if sla_file:
         state.spec = load_sla(sla_file)
+    if getattr(options, "sla_abort", False):
+        if state.spec is None:
+            raise BadInput("needs --sla-file, the budgets it checks", "--sla-abort")
+        after = _seconds(options.sla_abort_after, "--sla-abort-after", allow_zero=True)
+        window = _seconds(options.sla_abort_window, "--sla-abort-window", allow_zero=False)
+        state.live = live_mod.LiveGate(environment, state.spec, after, window)
     pid, cgroup = getattr(options, "leak_pid", None), getattr(options, "leak_cgroup", None)
     if pid is not None and cgroup:
         raise BadInput("give --leak-pid or --leak-cgroup, not both", "--leak-pid")
@@ -182,6 +198,19 @@ def _setup(environment: Environment) -> GateState:
         source = leak_mod.PidMemory(pid, "--leak-pid") if pid is not None else leak_mod.CgroupMemory(cgroup)
         state.leak = _LeakWatch(source, options.leak_interval, budget, options.leak_plot)
     return state
+
+
+def _seconds(text: Any, option: str, allow_zero: bool) -> float:
+    """A time span given as Locust gives them (``30``, ``30s``, ``2m``, ``1h30m``), in seconds."""
+    from locust.util.timespan import parse_timespan
+
+    try:
+        seconds = float(text) if isinstance(text, int | float) else float(parse_timespan(str(text)))
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise BadInput(f"{text!r} is not a time span{'' if allow_zero else ' > 0'} (e.g. 30s, 2m)", option)
+    return seconds
 
 
 @locust.events.init.add_listener
@@ -270,6 +299,30 @@ def _on_test_start(environment: Environment) -> None:
     state.peak_users = 0
     if state.leak is not None and not state.leak.running:
         state.leak.start()
+    if state.live is not None and state.live_greenlet is None:
+        state.live.start()
+        state.live_greenlet = gevent.spawn(_watch_live, environment, state, state.live)
+
+
+def _watch_live(environment: Environment, state: GateState, gate: live_mod.LiveGate) -> None:
+    """Judge the sliding window once a second; on a breach beyond doubt, stop the run with exit code 1."""
+    while True:
+        gevent.sleep(live_mod.CHECK_INTERVAL)
+        result = gate.check()
+        if result is not None:
+            break
+    state.live_greenlet = None
+    gate.verdicts = result
+    _print(f"{PREFIX}: --sla-abort: stopping the run after {gate.elapsed():.0f} s: "
+           f"budgets breached beyond doubt over the last {gate.window_s:g} s")
+    _print(sla_text(result, f"the last {gate.window_s:g} s"))
+    append_step_summary(sla_markdown(result, f"stopped early, the last {gate.window_s:g} s"))
+    _fail(environment)
+    options = environment.parsed_options
+    if options is not None and options.headless:
+        environment.runner.quit()
+    else:
+        environment.runner.stop()
 
 
 def _on_spawned(environment: Environment, user_count: int) -> None:
@@ -278,6 +331,10 @@ def _on_spawned(environment: Environment, user_count: int) -> None:
 
 
 def _on_test_stop(environment: Environment) -> None:
+    state = _state(environment)
+    if state.live_greenlet is not None and state.live_greenlet is not gevent.getcurrent():
+        state.live_greenlet.kill(block=False)
+        state.live_greenlet = None
     # A master's statistics are complete only once the workers have sent their last report, at quitting.
     if not isinstance(environment.runner, MasterRunner):
         from . import engine
@@ -303,7 +360,12 @@ def _finish(environment: Environment) -> None:
         except OSError as e:
             sys.stderr.write(f"{PREFIX}: error: {state.results_json}: cannot write results: {e.strerror}\n")
             _fail(environment, EXIT_BAD_INPUT)
-    if state.spec is not None:
+    if state.live is not None and state.live.verdicts is not None:
+        live = state.live.verdicts
+        n = sum(v.note == "beyond doubt" for v in live.verdicts)
+        state.summary.append(f"SLA gate: FAIL (stopped early: {n} budget{'s' if n != 1 else ''} breached beyond doubt)")
+        _fail(environment)
+    elif state.spec is not None:
         result = evaluate(state.spec, run_from_dict(data, "this run"))
         _print(sla_text(result))
         append_step_summary(sla_markdown(result, environment.host or ""))
