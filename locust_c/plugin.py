@@ -157,6 +157,11 @@ def add_options(parser: Any, **_kwargs: Any) -> None:
         ),
         ("--prometheus-host", {"metavar": "HOST", "default": "", "help": "interface for /metrics (default: all)"}),
         (
+            "--otel-propagate",
+            {"action": "store_true", "default": False, "help": "send a W3C traceparent header with every FastCUser "
+             "request (in the current span's trace, if any), so the service's traces name the request"},
+        ),
+        (
             "--prometheus-linger",
             {"metavar": "S", "type": float, "default": 0.0, "help": "after the run, keep /metrics up until it is "
              "scraped once more (the final numbers), for at most S seconds (default 0)"},
@@ -222,6 +227,15 @@ def on_init_histograms(environment: Environment, **_kwargs: Any) -> None:
         lambda client_id, data, **kw: data.__setitem__("locust_c_hist", stats.worker_payload(environment)))
     environment.events.worker_report.add_listener(
         lambda client_id, data, **kw: stats.merge_worker_payload(environment, data.get("locust_c_hist") or ()))
+
+
+@locust.events.init.add_listener
+def on_init_otel(environment: Environment, **_kwargs: Any) -> None:
+    """With Locust's ``--otel``: FastCUser's request durations from the C histograms (see :mod:`locust_c.otel`)."""
+    if getattr(environment.parsed_options, "otel", False):
+        from . import otel
+
+        otel.install(environment)
 
 
 @locust.events.init.add_listener

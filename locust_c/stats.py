@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from locust.stats import RequestStats, StatsEntry
 
 _ORIGINAL_BUCKETING = locust.stats.bucket_response_time
+COVERED: set[Any] = set()
+"""Request listeners that do not need batched successes announced (they read the C histograms when they
+report): locust-c's stand-in for Locust's ``--otel`` listener."""
 _RUNNER_LISTENER = "Runner.__init__.<locals>.on_request"
 PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p95_ms", 95.0), ("p99_ms", 99.0), ("p999_ms", 99.9))
 
@@ -153,9 +156,12 @@ class RequestReporter:
         return ep if ep is not None else self.bridge.endpoint(method, name)
 
     def batchable(self) -> bool:
-        """True while Locust's own stats are the only listener of the request event."""
+        """True while Locust's own stats are the only listener of the request event (besides listeners that
+        read the C histograms themselves, in :data:`COVERED`)."""
         handlers = self.event._handlers
-        return (len(handlers) == 1 and handlers[0] is self._locust_listener
+        if len(handlers) == 1:
+            return handlers[0] is self._locust_listener and locust.stats.bucket_response_time is _ORIGINAL_BUCKETING
+        return (self._locust_listener in handlers and all(h is self._locust_listener or h in COVERED for h in handlers)
                 and locust.stats.bucket_response_time is _ORIGINAL_BUCKETING)
 
     def _context(self, context: dict | None) -> dict:

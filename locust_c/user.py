@@ -79,7 +79,12 @@ class FastCUser(User, RestMixin):
                 "You must specify the base host. Either in the host attribute in the User class, or on the "
                 "command line using the --host option."
             )
-        self.client: FastCSession = FastCSession(
+        session_class = FastCSession
+        if getattr(self.environment.parsed_options, "otel_propagate", False):
+            from .otel import TracingSession
+
+            session_class = TracingSession
+        self.client: FastCSession = session_class(
             base_url=self.host,
             request_event=self.environment.events.request,
             user=self,

@@ -1,0 +1,275 @@
+"""Locust's ``--otel`` for FastCUser: request durations read from the C histograms when the SDK collects.
+
+Locust's own ``--otel`` records ``locust.client.duration`` with one ``Histogram.record()`` per request, from an
+``events.request`` listener. That listener alone would switch FastCUser's batched statistics off and cost a Python
+event per request. With FastCUser, locust-c puts its own listener in that one's place:
+
+* requests of other user classes (``HttpUser``, ``FastHttpUser``) are handed to Locust's listener unchanged;
+* a FastCUser request is in its endpoint's exact histogram already. Only a failed one is noted (its duration in a
+  small histogram per name and error type): failures reach the listener anyway, as the request event;
+* when a metric reader collects, :class:`DurationProducer` adds ``locust.client.duration`` data points made from
+  those histograms: per request name a success series (the endpoint's histogram less its failures) and a series
+  per ``error.type``, the attributes Locust's listener gives. The SDK has no public metric-producer hook in
+  Python, so the producer wraps each reader's collect callback, the one place where the SDK assembles what a
+  reader exports.
+
+``locust.users.count`` is Locust's own observable gauge and needs nothing. As with Locust's listener, the
+durations are exported by the processes that make the requests (the workers in a distributed run), not the
+master.
+
+``--otel-propagate`` adds a W3C ``traceparent`` header to every FastCUser request (see :class:`TracingSession`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import _engine
+from .prometheus import BUCKETS_MS
+from .session import FastCResponse, FastCSession
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+
+logger = logging.getLogger(__name__)
+
+LOCUST_LISTENER = "setup_opentelemetry.<locals>.on_request"
+TOO_MANY = "Too many unique request names"
+BOUNDS_S = [b / 1000 for b in BUCKETS_MS]
+_BOUNDS_US = [round(b * 1000) for b in BUCKETS_MS]
+
+
+class RequestListener:
+    """Stands in for Locust's ``--otel`` request listener (see the module's docstring)."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        self.failures: dict[tuple[str, str], Any] = {}  # (name, error type) -> _engine.Histogram
+
+    def __call__(self, name: str, response_time: float | None, exception: BaseException | None,
+                 response: Any = None, **kwargs: Any) -> None:
+        if not isinstance(response, FastCResponse):
+            self.original(name=name, response_time=response_time, exception=exception, response=response, **kwargs)
+            return
+        if exception is not None and response_time is not None:
+            key = (name, exception.__class__.__name__)
+            hist = self.failures.get(key)
+            if hist is None:
+                hist = self.failures[key] = _engine.Histogram()
+            # The engine recorded total_us / 1000 as the response time: this is the same microsecond value.
+            hist.record(round(response_time * 1000))
+
+
+class DurationProducer:
+    """Adds ``locust.client.duration`` points from the C histograms to what each metric reader collects."""
+
+    def __init__(self, environment: Environment, listener: RequestListener) -> None:
+        self.environment = environment
+        self.listener = listener
+        self.start_ns = time.time_ns()
+        self.previous: dict[int, dict[tuple, tuple[int, list[int], float]]] = {}  # delta readers' last points
+
+    def attach(self, reader: Any) -> None:
+        """Wrap ``reader``'s collect callback (set by the MeterProvider when the reader was registered)."""
+        collect = reader._collect
+        if collect is None or getattr(collect, "_locust_c", False):
+            return
+
+        def collect_with_durations(metric_reader: Any, timeout_millis: float = 10_000) -> Any:
+            data = collect(metric_reader, timeout_millis=timeout_millis)
+            try:
+                return self.add_to(data, metric_reader)
+            except Exception:
+                logger.exception("locust-c: cannot add FastCUser's request durations to the OpenTelemetry metrics")
+                return data
+
+        collect_with_durations._locust_c = True  # type: ignore[attr-defined]
+        reader._set_collect_callback(collect_with_durations)
+
+    # ---- the points
+
+    def series(self) -> dict[tuple, tuple[int, list[int], float, float, float]]:
+        """Per attribute set: (count, bucket counts, sum s, min s, max s) of the whole run so far."""
+        from locust.runners import MasterRunner
+
+        from .stats import StatsBridge, locust_stats
+
+        environment = self.environment
+        if environment.runner is None or isinstance(environment.runner, MasterRunner):
+            return {}
+        bridge = StatsBridge.of(locust_stats(environment))
+        by_name: dict[str, Any] = {}
+        for (_method, name), ep in bridge.endpoints.items():
+            if ep.hist.count:
+                merged = by_name.setdefault(name, _engine.Histogram())
+                merged.merge(ep.hist)
+        failures = self.listener.failures
+        out: dict[tuple, tuple[int, list[int], float, float, float]] = {}
+        for name, hist in by_name.items():
+            shown = _shown_name(name)
+            ok = hist.copy()
+            for (failed_name, error_type), failed in failures.items():
+                if failed_name != name or not failed.count:
+                    continue
+                try:
+                    ok.subtract(failed)
+                except ValueError:  # the statistics were reset since: the failures are older than the histogram
+                    continue
+                _add(out, (("name", shown), ("error.type", error_type)), failed)
+            if ok.count:
+                _add(out, (("name", shown),), ok)
+        return out
+
+    def add_to(self, data: Any, reader: Any) -> Any:
+        from opentelemetry.sdk.metrics._internal.instrument import _Histogram as _SdkHistogram
+        from opentelemetry.sdk.metrics.export import (
+            AggregationTemporality,
+            HistogramDataPoint,
+            Metric,
+            MetricsData,
+            ResourceMetrics,
+            ScopeMetrics,
+        )
+        from opentelemetry.sdk.metrics.export import Histogram as HistogramData
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        series = self.series()
+        if not series:
+            return data
+        temporality = reader._instrument_class_temporality.get(_SdkHistogram, AggregationTemporality.CUMULATIVE)
+        now = time.time_ns()
+        points = []
+        if temporality == AggregationTemporality.DELTA:
+            last = self.previous.setdefault(id(reader), {})
+            start = last.get(("__time__",), (self.start_ns,))[0]
+            for attrs, (count, buckets, total, low, high) in series.items():
+                p_count, p_buckets, p_total = last.get(attrs, (0, [0] * len(buckets), 0.0))
+                if count < p_count:  # reset statistics: the series starts again
+                    p_count, p_buckets, p_total = 0, [0] * len(buckets), 0.0
+                last[attrs] = (count, buckets, total)
+                if count - p_count:
+                    points.append(HistogramDataPoint(
+                        dict(attrs), start, now, count - p_count, total - p_total,
+                        [b - p for b, p in zip(buckets, p_buckets, strict=True)], BOUNDS_S, low, high))
+            last[("__time__",)] = (now,)
+        else:
+            for attrs, (count, buckets, total, low, high) in series.items():
+                points.append(HistogramDataPoint(dict(attrs), self.start_ns, now, count, total, buckets, BOUNDS_S,
+                                                 low, high))
+        if not points:
+            return data
+        metric = Metric("locust.client.duration", "Time to last byte for requests", "s",
+                        HistogramData(points, temporality))
+        if data is None:
+            from opentelemetry.sdk.resources import Resource
+
+            return MetricsData([ResourceMetrics(Resource.get_empty(), [
+                ScopeMetrics(InstrumentationScope("locust"), [metric], "")], "")])
+        resource_metrics = list(data.resource_metrics)
+        first = resource_metrics[0]
+        scopes = list(first.scope_metrics)
+        for i, scope in enumerate(scopes):
+            if scope.scope.name == "locust":
+                scopes[i] = ScopeMetrics(scope.scope, _merged(scope.metrics, metric), scope.schema_url)
+                break
+        else:
+            scopes.append(ScopeMetrics(InstrumentationScope("locust"), [metric], ""))
+        resource_metrics[0] = ResourceMetrics(first.resource, scopes, first.schema_url)
+        return MetricsData(resource_metrics)
+
+
+def _merged(metrics: Any, metric: Any) -> list[Any]:
+    """``metrics`` with ``metric``'s points added to the one of the same name (another user class's), or added."""
+    from opentelemetry.sdk.metrics.export import Histogram as HistogramData
+    from opentelemetry.sdk.metrics.export import Metric
+
+    out = list(metrics)
+    for i, existing in enumerate(out):
+        if existing.name == metric.name and isinstance(existing.data, HistogramData):
+            data = HistogramData([*existing.data.data_points, *metric.data.data_points],
+                                 existing.data.aggregation_temporality)
+            out[i] = Metric(existing.name, existing.description, existing.unit, data)
+            return out
+    out.append(metric)
+    return out
+
+
+def _add(out: dict, attrs: tuple, hist: Any) -> None:
+    cumulative = hist.cumulative(_BOUNDS_US)
+    buckets = [cumulative[0]] + [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]
+    buckets.append(hist.count - cumulative[-1])
+    out[attrs] = (hist.count, buckets, hist.sum / 1e6, hist.min / 1e6, hist.max / 1e6)
+
+
+def _shown_name(name: str) -> str:
+    """The name attribute as Locust's listener gives it: at most 20 distinct names, the rest folded into one."""
+    from locust import opentelemetry as locust_otel
+
+    names = locust_otel.request_names
+    if name in names:
+        return name
+    if len(names) < locust_otel.MAX_REQUEST_NAMES:
+        names.add(name)
+        return name
+    return TOO_MANY
+
+
+def install(environment: Environment) -> bool:
+    """Put locust-c's listener in the place of Locust's ``--otel`` one and attach the producer to every metric
+    reader. False when Locust's OpenTelemetry is not set up (``--otel`` not given, or its SDK missing)."""
+    handlers = environment.events.request._handlers
+    index = next((i for i, h in enumerate(handlers) if getattr(h, "__qualname__", "") == LOCUST_LISTENER), None)
+    if index is None:
+        return False
+    from opentelemetry import metrics
+
+    from . import stats
+
+    listener = RequestListener(handlers[index])
+    handlers[index] = listener
+    stats.COVERED.add(listener)
+    producer = DurationProducer(environment, listener)
+    provider = metrics.get_meter_provider()
+    for reader in getattr(provider, "_metric_readers", ()):
+        producer.attach(reader)
+    environment.locust_c_otel = producer  # type: ignore[attr-defined]
+    return True
+
+
+# ---- --otel-propagate -----------------------------------------------------------------------------------------
+
+
+def traceparent() -> str:
+    """A W3C ``traceparent`` for one request: the current span's trace when there is one (a locustfile's own span
+    around a task), a new trace otherwise; a new span id each time; sampled."""
+    trace_id = None
+    if _trace is not None:
+        context = _trace.get_current_span().get_span_context()
+        if context.is_valid:
+            trace_id = f"{context.trace_id:032x}"
+    return f"00-{trace_id or os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+try:
+    from opentelemetry import trace as _trace
+except ImportError:  # the API is optional: without it every request starts a trace of its own
+    _trace = None
+
+
+class TracingSession(FastCSession):
+    """A :class:`FastCSession` whose every request carries a ``traceparent`` header (``--otel-propagate``), so
+    that the service's traces show which load-test request caused them. The header is the request's: it is in
+    ``response.request.headers``, and a ``headers=`` argument's own ``traceparent`` wins."""
+
+    def request(self, method: str, url: str, name: str | None = None, data: Any = None,
+                catch_response: bool = False, stream: bool = False, headers: dict | None = None,
+                **kwargs: Any) -> Any:
+        if headers is None:
+            headers = {"traceparent": traceparent()}
+        elif "traceparent" not in headers:
+            headers = {**headers, "traceparent": traceparent()}
+        return super().request(method, url, name=name, data=data, catch_response=catch_response, stream=stream,
+                               headers=headers, **kwargs)
