@@ -53,6 +53,7 @@ class Measurement:
     base_hwm_kib: int | None = None
     server_connections: int | None = None
     notes: list[str] = field(default_factory=list)
+    round_no: int | None = None  # the observe section's round
 
     @property
     def ok(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import TYPE_CHECKING
 
 from measures import Measurement
@@ -175,6 +176,67 @@ def memory_table(results: Sequence[Measurement], s: Settings) -> Table:
     return Table(f"3. Memory: {s.idle_users:,} idle users", caption, headers, rows)
 
 
+OBSERVED = ("FastCUser + Prometheus", "FastCUser + OTel")
+OBSERVE_TOLERANCE = 0.03
+"""Live metrics may cost FastCUser at most this share of its requests per CPU-second."""
+
+
+def observe_medians(results: Sequence[Measurement]) -> dict[str, float]:
+    """The median requests per CPU-second of each generator's successful observe runs."""
+    runs: dict[str, list[float]] = {}
+    for m in of(results, "observe"):
+        if m.ok:
+            runs.setdefault(m.generator, []).append(m.requests_per_cpu_second)
+    return {name: median(values) for name, values in runs.items()}
+
+
+def observe_ratios(results: Sequence[Measurement]) -> dict[str, float]:
+    """Per observed generator, the median over the rounds of its requests per CPU-second divided by FastCUser's
+    in the same round (the rounds differ by far more than the generators within one)."""
+    runs = [m for m in of(results, "observe") if m.ok and m.requests_per_cpu_second]
+    base = {m.round_no: m.requests_per_cpu_second for m in runs if m.generator == CANDIDATE}
+    out: dict[str, list[float]] = {}
+    for m in runs:
+        if m.generator != CANDIDATE and m.round_no in base:
+            out.setdefault(m.generator, []).append(m.requests_per_cpu_second / base[m.round_no])
+    return {name: median(values) for name, values in out.items()}
+
+
+def observe_table(results: Sequence[Measurement], s: Settings) -> Table:
+    medians = observe_medians(results)
+    headers = ["generator", "req per CPU-s (median)", "each round", f"ratio to {CANDIDATE} (median of rounds)",
+               "req/s (median)"]
+    ratios = observe_ratios(results)
+    rows = []
+    for name in (CANDIDATE, *OBSERVED):
+        good = [m for m in of(results, "observe") if m.generator == name and m.ok]
+        if not good:
+            rows.append([name, "failed: see below", "", "", ""])
+            continue
+        rows.append([name, num(medians[name]), " / ".join(num(m.requests_per_cpu_second) for m in good),
+                     "1.00×" if name == CANDIDATE else (f"{ratios[name]:.3f}×" if name in ratios else "–"),
+                     num(median(m.rps for m in good))])
+    caption = (f"`GET /` as in section 1 ({s.users} users each, {s.duration} s per round): FastCUser alone and with "
+               "live metrics, `--prometheus-port` with /metrics scraped every second and Locust's `--otel` with "
+               "the SDK's console exporter collecting every second. The three run at the same time, pinned to the "
+               "same CPU, each against a test server of its own, so that the machine's drift touches all three "
+               "alike (bench/observe.py). Each generator gets about a third of the CPU, so the scrapes and collections "
+               "come every 3 s: once per second of its own CPU, as when it runs alone. Three rounds, the order "
+               "rotated each round; the ratio is taken within each round.")
+    return Table("5. The cost of live metrics", caption, headers, rows)
+
+
+def observe_target(results: Sequence[Measurement]) -> Target:
+    goal = (f"{CANDIDATE}'s requests per CPU-second with --prometheus-port (scraped every second) and with --otel "
+            f"within {OBSERVE_TOLERANCE * 100:.0f} % of without")
+    ratios = observe_ratios(results)
+    if any(name not in ratios for name in OBSERVED):
+        return Target(goal, None, "not measured")
+    offs = {name: ratios[name] - 1 for name in OBSERVED}
+    shown = ", ".join(f"{name.split(' + ')[1]} {off * 100:+.1f} %" for name, off in offs.items())
+    return Target(goal, all(off >= -OBSERVE_TOLERANCE for off in offs.values()), shown)
+
+
 def mib(kib: int | None) -> str:
     return "–" if kib is None else f"{kib / 1024:,.1f} MiB"
 
@@ -198,7 +260,7 @@ class Target:
 def targets(results: Sequence[Measurement], s: Settings) -> list[Target]:
     return [efficiency_target(results, "throughput", 8.0, "the small GET"),
             efficiency_target(results, "checkout", 5.0, "the checkout task"), *latency_targets(results, s),
-            memory_target(results)]
+            memory_target(results), observe_target(results)]
 
 
 def efficiency_target(results: Sequence[Measurement], section: str, aim: float, what: str) -> Target:
@@ -262,8 +324,8 @@ def split_table(splits: Sequence[dict]) -> Table:
 def tables(results: Sequence[Measurement], s: Settings, splits: Sequence[dict] = ()) -> list[Table]:
     builders: dict[str, Callable[[Sequence[Measurement], Settings], Table]] = {
         "throughput": throughput_table, "checkout": lambda r, st: throughput_table(r, st, "checkout"),
-        "latency": latency_table, "memory": memory_table}
-    out = [builders[name](results, s) for name in ("throughput", "checkout", "latency", "memory")
+        "latency": latency_table, "memory": memory_table, "observe": observe_table}
+    out = [builders[name](results, s) for name in ("throughput", "checkout", "latency", "memory", "observe")
            if of(results, name)]
     return out + ([split_table(splits)] if splits else [])
 

@@ -8,7 +8,9 @@ CPU, with the generator pinned to another, so that ratios taken within a run mea
 2. latency: 200 users on ``/delay/5`` (5 ms of server time), p50/p99 as each generator reports them next to wrk's;
 3. memory: the generator's RSS with 10,000 idle users that each hold a keep-alive connection;
 4. split: FastCUser's CPU per request by thread (bench/per_thread.py), on each transport, and Locust's own task
-   loop.
+   loop;
+5. observe: what live metrics (``--prometheus-port`` scraped every second, ``--otel``) cost FastCUser, the three
+   running side by side (bench/observe.py).
 
 It prints a table per section and writes results.md and results.png to --out-dir. bench/README.md explains
 how to read them. ``--quick`` is a smaller version that finishes in well under a minute.
@@ -50,6 +52,7 @@ from locust_c.testserver import TestServer  # noqa: E402
 del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
 
 from measures import Measurement, read_exact_latency, read_locust_json, read_wrk_output  # noqa: E402
+from observe import run_observe  # noqa: E402
 from procs import (  # noqa: E402
     Generator,
     GeneratorError,
@@ -87,6 +90,12 @@ class GeneratorKind:
     env: tuple[tuple[str, str], ...] = ()
     """Environment variables of its own, on top of the run's."""
 
+    args: tuple[str, ...] = ()
+    """Locust options of its own."""
+
+    scraped: bool = False
+    """It serves ``--prometheus-port``, which the benchmark scrapes every second as Prometheus would."""
+
     @property
     def slug(self) -> str:
         """The name as it goes into file names."""
@@ -104,6 +113,13 @@ FAST_C_USER = GeneratorKind("FastCUser", "fastc_user.py", exact_histograms=True)
 # The same user with every request through libcurl (LOCUST_C_TRANSPORT=curl): what the native transport changes.
 FAST_C_USER_CURL = GeneratorKind("FastCUser (libcurl)", "fastc_user.py", exact_histograms=True,
                                  env=(("LOCUST_C_TRANSPORT", "curl"),))
+# The same user with live metrics: /metrics scraped every second, and Locust's --otel exporting every second.
+FAST_C_USER_PROMETHEUS = GeneratorKind("FastCUser + Prometheus", "fastc_user.py", exact_histograms=True,
+                                       scraped=True)
+FAST_C_USER_OTEL = GeneratorKind("FastCUser + OTel", "fastc_user.py", exact_histograms=True, args=("--otel",),
+                                 env=(("OTEL_METRICS_EXPORTER", "console"), ("OTEL_TRACES_EXPORTER", "none"),
+                                      ("OTEL_LOGS_EXPORTER", "none"), ("OTEL_METRIC_EXPORT_INTERVAL", "1000")))
+OBSERVE_KINDS = [FAST_C_USER, FAST_C_USER_PROMETHEUS, FAST_C_USER_OTEL]
 
 
 @dataclass
@@ -157,8 +173,9 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds idle users settle before RSS is read")
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU of the test server (default 0)")
     parser.add_argument("--generator-cpu", type=int, default=1, help="CPU of the load generator (default 1)")
-    parser.add_argument("--sections", default="throughput,checkout,latency,memory,split",
-                        help="comma-separated sections to run (default: throughput,checkout,latency,memory)")
+    parser.add_argument("--sections", default="throughput,checkout,latency,memory,split,observe",
+                        help="comma-separated sections to run (default: throughput,checkout,latency,memory,split,"
+                             "observe)")
     parser.add_argument("--retries", type=int, default=2,
                         help="times a run is repeated when other work took >15 %% of the generator's or the "
                              "server's CPU (default 2)")
@@ -178,7 +195,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     if min(args.duration, args.latency_duration) < 4:
         parser.error("runs must last at least 4 s (1 s warm-up, 1.5 s end margin)")
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - {"throughput", "checkout", "latency", "memory", "split"}
+    unknown = set(sections) - {"throughput", "checkout", "latency", "memory", "split", "observe"}
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     cpus = os.cpu_count() or 1
@@ -204,12 +221,12 @@ def parse_args(argv: list[str] | None) -> Settings:
 
 
 def locust_command(ctx: Context, kind: GeneratorKind, user_class: str, users: int, rate: int, seconds: int,
-                   json_prefix: Path) -> list[str]:
+                   json_prefix: Path, host: str | None = None) -> list[str]:
     """``locust --headless`` for one user class of a benchmark locustfile, pinned to the generator CPU."""
     assert kind.locustfile is not None
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / kind.locustfile), user_class, "--headless",
-           "-u", str(users), "-r", str(rate), "-t", f"{seconds}s", "--host", ctx.server.url, "--only-summary",
-           "--json-file", str(json_prefix), "--loglevel", "INFO"]
+           "-u", str(users), "-r", str(rate), "-t", f"{seconds}s", "--host", host or ctx.server.url, "--only-summary",
+           "--json-file", str(json_prefix), "--loglevel", "INFO", *kind.args]
     return pinned(cmd, ctx.settings.generator_cpu)
 
 
@@ -577,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
         info["C engine"] = engine_build(package_dir)
         ctx = Context(settings, server, psutil.Process(server.pid), log_dir, generator_env(package_dir))
         results = run_sections(ctx)
+        if "observe" in settings.sections:
+            print("observe:", flush=True)
+            results += run_observe(ctx, OBSERVE_KINDS)
         splits = run_split(ctx) if "split" in settings.sections else []
     elapsed = time.monotonic() - started
     info["command"] = invocation()

@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BUCKETS_MS: tuple[float, ...] = (
-    0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750,
-    1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000,
+    0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000,
 )
 """Latency bucket bounds (ms): fine where loopback and LAN services answer, coarser up to Locust's timeouts."""
 QUANTILES = (0.5, 0.9, 0.95, 0.99)

@@ -161,6 +161,11 @@ class RequestReporter:
         handlers = self.event._handlers
         if len(handlers) == 1:
             return handlers[0] is self._locust_listener and locust.stats.bucket_response_time is _ORIGINAL_BUCKETING
+        if len(handlers) == 2:  # Locust's and one that reads the C histograms (--otel): per request, keep it short
+            first, second = handlers
+            ours = self._locust_listener
+            return ((second is ours and first in COVERED) or (first is ours and second in COVERED)) and \
+                locust.stats.bucket_response_time is _ORIGINAL_BUCKETING
         return (self._locust_listener in handlers and all(h is self._locust_listener or h in COVERED for h in handlers)
                 and locust.stats.bucket_response_time is _ORIGINAL_BUCKETING)
 
