@@ -67,10 +67,10 @@ class _LeakWatch:
     def running(self) -> bool:
         return self.greenlet is not None
 
-    def slope(self) -> float | None:
-        """The fitted trend of the samples so far (bytes per second), or None while there are too few."""
+    def fit(self) -> leak_mod.LeakFit | None:
+        """The trend fitted to the samples so far, or None while there are too few."""
         try:
-            return leak_mod.fit_leak(list(self.samples), self.budget).slope_kb_s * leak_mod.KB
+            return leak_mod.fit_leak(list(self.samples), self.budget)
         except BadInput:
             return None
 

@@ -167,10 +167,19 @@ class RunCollector(Collector):
             return
         yield GaugeMetricFamily("locust_sut_memory_bytes", f"The service's memory ({watch.source.description}).",
                                 value=watch.samples[-1].bytes)
-        slope = watch.slope()
-        if slope is not None:
+        from .gate.leak import KB, MB
+
+        yield GaugeMetricFamily("locust_sut_memory_slope_budget_bytes_per_second",
+                                "The leak hunter's slope budget (--leak-max-slope-kb-s).",
+                                value=watch.budget.max_slope_kb_s * KB)
+        fit = watch.fit()
+        if fit is not None:
+            slope = fit.slope_kb_s * KB
             yield GaugeMetricFamily("locust_sut_memory_slope_bytes_per_second",
-                                    "The leak hunter's fitted memory trend so far.", value=slope)
+                                    "The slope of the leak hunter's trend so far (warm-up discarded).", value=slope)
+            yield GaugeMetricFamily("locust_sut_memory_trend_bytes", "The leak hunter's trend line at the latest "
+                                    "sample: drawn under the memory, it shows the fit.",
+                                    value=fit.intercept_mb * MB + slope * watch.samples[-1].t)
 
 
 def sum_counters(parts: Iterable[dict[str, int]]) -> dict[str, int]:

@@ -33,7 +33,7 @@ from locust_c import FastCUser
 
 
 class Client(FastCUser):
-    wait_time = constant(0.005)
+    wait_time = constant(0.02)
 
     @task(3)
     def fast(self):
@@ -147,7 +147,7 @@ def test_prometheus_stores_what_the_run_measured(tmp_path: Path, testserver, scr
     locustfile.write_text(LOCUSTFILE)
     results = tmp_path / "results.json"
     distributed = ("--processes", str(processes)) if processes else ()
-    run = run_locust(locustfile, "-H", testserver.url, "-u", "6", "-r", "6", "-t", "5s", *distributed,
+    run = run_locust(locustfile, "-H", testserver.url, "-u", "6", "-r", "6", "-t", "8s", *distributed,
                      "--prometheus-port", str(port), "--prometheus-host", "127.0.0.1", "--prometheus-linger", "10",
                      "--results-json", str(results))
     assert run.returncode in (0, 1), run.stderr[-3000:]  # 1: the 404s are failures
@@ -174,8 +174,9 @@ def test_prometheus_stores_what_the_run_measured(tmp_path: Path, testserver, scr
     assert prometheus.value("sum(" + last.format('locust_request_duration_seconds_count{job="locust"}') + ")") \
         == data["total"]["num_requests"]
 
-    users = prometheus.value("max_over_time(sum(locust_users{job=\"locust\"})[10m:1s])")
-    assert users == 6
+    users = prometheus.value('max_over_time(locust_users{job="locust"}[10m])')
+    scrapes = prometheus.value('sum_over_time(up{job="locust"}[10m])')
+    assert users == 6, f"{scrapes:.0f} successful scrapes"
     assert prometheus.value(last.format('locust_c_engine_requests_total{job="locust"}')) >= total
     if processes:
         assert prometheus.value("max_over_time(locust_workers[10m])") == processes
