@@ -7,9 +7,11 @@ What Prometheus stored must be what the run measured: the request counters equal
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -25,6 +27,7 @@ from test_gate_helpers import locust as run_locust
 from locust_c.prometheus import BUCKETS_MS, RunCollector
 
 PROMETHEUS = shutil.which("prometheus")
+RENDER = Path(__file__).resolve().parent.parent / "examples" / "observability" / "render_dashboard.py"
 
 LOCUSTFILE = """
 from locust import constant, task
@@ -146,7 +149,9 @@ def test_prometheus_stores_what_the_run_measured(tmp_path: Path, testserver, scr
     locustfile = tmp_path / "locustfile.py"
     locustfile.write_text(LOCUSTFILE)
     results = tmp_path / "results.json"
-    distributed = ("--processes", str(processes)) if processes else ()
+    # The distributed run also watches the test server's memory, so that every panel of the dashboard has data.
+    distributed = ("--processes", str(processes), "--leak-pid", str(testserver.pid)) if processes else ()
+    started = time.time()
     run = run_locust(locustfile, "-H", testserver.url, "-u", "6", "-r", "6", "-t", "8s", *distributed,
                      "--prometheus-port", str(port), "--prometheus-host", "127.0.0.1", "--prometheus-linger", "10",
                      "--results-json", str(results))
@@ -180,6 +185,16 @@ def test_prometheus_stores_what_the_run_measured(tmp_path: Path, testserver, scr
     assert prometheus.value(last.format('locust_c_engine_requests_total{job="locust"}')) >= total
     if processes:
         assert prometheus.value("max_over_time(locust_workers[10m])") == processes
+        assert prometheus.value('max_over_time(locust_sut_memory_bytes{job="locust"}[10m])') > 0
+        # Every query of the Grafana dashboard runs, and every panel has data.
+        drawn = subprocess.run(
+            [sys.executable, str(RENDER), "--prometheus", f"http://127.0.0.1:{prometheus.port}", "--start",
+             str(started), "--end", str(time.time()), "--out", str(tmp_path / "dashboard.png")],
+            capture_output=True, text=True, timeout=120)
+        assert drawn.returncode == 0, drawn.stderr
+        panels = re.search(r"\((\d+) panels, (\d+) with data\)", drawn.stdout)
+        assert panels is not None and panels.group(1) == panels.group(2), drawn.stdout
+        assert (tmp_path / "dashboard.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_port_that_is_taken_stops_locust_before_any_load(tmp_path: Path, testserver) -> None:
