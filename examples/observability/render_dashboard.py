@@ -7,7 +7,8 @@ the panels with matplotlib in the dashboard's grid, in a dark Grafana-like style
     python examples/observability/render_dashboard.py --prometheus http://127.0.0.1:9090 \\
         --start 1767225600 --end 1767226200 --out dashboard.png
 
-Grafana's ``$__rate_interval`` becomes ``--rate-interval`` (default 5s) and each dashboard variable its ``allValue``
+Grafana's ``$__rate_interval`` becomes what Grafana makes of it for each panel (or ``--rate-interval``), and each
+dashboard variable its ``allValue``
 (``$endpoint`` -> ``.*``) unless ``--var NAME=VALUE`` gives another. Time series panels are drawn as lines over
 the seconds since --start; stat panels show each series' last value (mapped to text as the panel's value mappings
 say); a panel whose queries return nothing says "No data".
@@ -104,7 +105,27 @@ class Window:
     start: float
     end: float
     step: float
-    rate_interval: str
+    rate_interval: str  # a duration, or "auto": as Grafana computes it for each panel
+    scrape_interval: float = 1.0
+
+    def panel_rate_interval(self, panel: dict[str, Any]) -> str:
+        """``$__rate_interval`` for ``panel``: Grafana's max($__interval + scrape interval, 4 × scrape interval),
+        where $__interval is at least the panel's minimum interval ("interval", e.g. "10s")."""
+        if self.rate_interval != "auto":
+            return self.rate_interval
+        interval = max(self.step, seconds(panel.get("interval") or "0s"))
+        return f"{max(interval + self.scrape_interval, 4 * self.scrape_interval):g}s"
+
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+
+
+def seconds(duration: str) -> float:
+    """A Grafana/Prometheus duration ("500ms", "10s", "1m", "2h") in seconds; 0 for anything else."""
+    match = DURATION.match(duration.strip())
+    if match is None:
+        return 0.0
+    return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
 
 
 def post_json(url: str, params: dict[str, str], timeout: float) -> dict[str, Any]:
@@ -166,6 +187,8 @@ def panel_data(panel: dict[str, Any], base_url: str, window: Window, values: dic
                timeout: float) -> PanelData:
     """Run every visible query of ``panel``; a refused query becomes an error line of the panel."""
     data = PanelData()
+    values = {**values, "__rate_interval": window.panel_rate_interval(panel)} if \
+        values.get("__rate_interval") == "auto" else values
     for target in panel.get("targets") or []:
         if target.get("hide") or not target.get("expr"):
             continue
@@ -553,8 +576,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--end", required=True, type=float, metavar="UNIX", help="end of the range, UNIX seconds")
     parser.add_argument("--out", required=True, type=Path, metavar="PNG", help="the picture to write")
     parser.add_argument("--step", type=float, default=1.0, metavar="S", help="seconds between points (default 1)")
-    parser.add_argument("--rate-interval", default="5s", metavar="DURATION",
-                        help="what $__rate_interval becomes (default 5s: a few 1s scrapes)")
+    parser.add_argument("--rate-interval", default="auto", metavar="DURATION",
+                        help="what $__rate_interval becomes (default auto: as Grafana computes it from each "
+                        "panel's minimum interval and the scrape interval)")
+    parser.add_argument("--scrape-interval", type=float, default=1.0, metavar="S",
+                        help="Prometheus' scrape interval, for --rate-interval auto (default 1)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                         help="a dashboard variable's value (default: its 'All' value, .* for $endpoint)")
     parser.add_argument("--dashboard", type=Path, default=DEFAULT_DASHBOARD, metavar="JSON",
@@ -579,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"{PROG}: error: {args.dashboard}: {e}", file=sys.stderr)
         return 2
-    window = Window(args.start, args.end, args.step, args.rate_interval)
+    window = Window(args.start, args.end, args.step, args.rate_interval, args.scrape_interval)
     values = variable_values(dashboard, window, dict(v.split("=", 1) for v in args.var))
     try:
         datas = [(p, panel_data(p, args.prometheus, window, values, args.timeout)) for p in flat_panels(dashboard)]
