@@ -197,6 +197,45 @@ def test_prometheus_stores_what_the_run_measured(tmp_path: Path, testserver, scr
         assert (tmp_path / "dashboard.png").read_bytes()[:4] == b"\x89PNG"
 
 
+FASTHTTP_LOCUSTFILE = """
+import locust_c  # noqa: F401  (adds --prometheus-port)
+from locust import FastHttpUser, constant, task
+
+
+class Client(FastHttpUser):
+    wait_time = constant(0.02)
+
+    @task(3)
+    def fast(self):
+        self.client.get("/", name="/fast")
+
+    @task
+    def slow(self):
+        self.client.get("/delay/25", name="/slow")
+"""
+
+
+def test_a_fasthttpuser_run_gets_the_same_metrics_from_locusts_stats(tmp_path: Path, testserver, scraped) -> None:
+    prometheus, port = scraped
+    locustfile = tmp_path / "locustfile.py"
+    locustfile.write_text(FASTHTTP_LOCUSTFILE)
+    results = tmp_path / "results.json"
+    run = run_locust(locustfile, "-H", testserver.url, "-u", "4", "-r", "4", "-t", "6s", "--prometheus-port",
+                     str(port), "--prometheus-host", "127.0.0.1", "--prometheus-linger", "10",
+                     "--results-json", str(results))
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = json.loads(results.read_text())
+    assert data["source"] == "locust"  # Locust's rounded response times: no exact histograms without FastCUser
+    last = "last_over_time({}[10m])"
+    assert prometheus.value("sum(" + last.format('locust_requests_total{job="locust"}') + ")") \
+        == data["total"]["num_requests"] > 50
+    p95 = prometheus.value("histogram_quantile(0.95, sum by (le) ("
+                           + last.format('locust_request_duration_seconds_bucket{job="locust"}') + "))") * 1000
+    lower, upper = bucket_around(data["total"]["p95_ms"])
+    assert lower <= p95 <= upper, (p95, data["total"]["p95_ms"])
+    assert prometheus.query('locust_c_engine_requests_total{job="locust"}') == []  # no engine in this run
+
+
 def test_a_port_that_is_taken_stops_locust_before_any_load(tmp_path: Path, testserver) -> None:
     locustfile = tmp_path / "locustfile.py"
     locustfile.write_text(LOCUSTFILE)
