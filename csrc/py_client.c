@@ -147,6 +147,14 @@ int client_obj_send(ClientObject *self, cmd_kind_t kind, uint64_t id) {
   return 0;
 }
 
+/* Cancels a request whose waiter gave up: the engine frees its connection, and should its result come back
+ * completed all the same, dispatch leaves it out of the statistics. */
+int client_obj_cancel(ClientObject *self, uint64_t id) {
+  if (self->closed) return 0;
+  engine_obj_abandon(self->engine, id);
+  return client_obj_send(self, CMD_CANCEL, id);
+}
+
 static int client_obj_close(ClientObject *self) {
   if (self->closed || self->client == NULL) return 0;
   self->closed = 1;
@@ -473,7 +481,7 @@ static PyObject *client_cancel_py(ClientObject *self, PyObject *arg) {
   unsigned long long id = PyLong_AsUnsignedLongLong(arg);
   int rc;
   if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-  if (!self->closed && (rc = client_obj_send(self, CMD_CANCEL, id)) != 0) return lc_raise(rc, "cannot cancel the request");
+  if ((rc = client_obj_cancel(self, id)) != 0) return lc_raise(rc, "cannot cancel the request");
   Py_RETURN_NONE;
 }
 

@@ -80,8 +80,33 @@ static void engine_dealloc(EngineObject *self) {
   PyTypeObject *tp = Py_TYPE(self);
   engine_obj_stop(self);
   Py_XDECREF(self->dirty);
+  PyMem_Free(self->abandoned);
   tp->tp_free(self);
   Py_DECREF(tp);
+}
+
+/* Notes a request whose waiter gave up. Without memory the note is skipped: the request may then be counted. */
+int engine_obj_abandon(EngineObject *self, uint64_t id) {
+  if (self->n_abandoned == self->cap_abandoned) {
+    Py_ssize_t cap = self->cap_abandoned ? self->cap_abandoned * 2 : 16;
+    uint64_t *grown = PyMem_Realloc(self->abandoned, (size_t)cap * sizeof(uint64_t));
+    if (grown == NULL) return -ENOMEM;
+    self->abandoned = grown;
+    self->cap_abandoned = cap;
+  }
+  self->abandoned[self->n_abandoned++] = id;
+  return 0;
+}
+
+/* Whether the request was abandoned; forgets it (its one result is being dispatched). */
+static int engine_obj_forget(EngineObject *self, uint64_t id) {
+  for (Py_ssize_t i = 0; i < self->n_abandoned; i++) {
+    if (self->abandoned[i] == id) {
+      self->abandoned[i] = self->abandoned[--self->n_abandoned];
+      return 1;
+    }
+  }
+  return 0;
 }
 
 int engine_check(EngineObject *self) {
@@ -158,6 +183,7 @@ static PyObject *engine_dispatch(EngineObject *self, PyTypeObject *cls, PyObject
     ResultObject *r = req->pyresult;
     int batch;
     n++;
+    if (LC_UNLIKELY(self->n_abandoned > 0) && engine_obj_forget(self, req->id)) continue;
     if (ep == NULL || req->result == REQ_ERR_CANCELLED) continue;
     batch = (req->flags & REQ_BATCH_STATS) && req->result == CURLE_OK && status_is_success(req->status);
     if (batch && !ep->dirty) {

@@ -544,7 +544,7 @@ static PyObject *session_send(module_state_t *st, SessionObject *self, int m, Py
     unsigned long long rid;
     PyErr_Fetch(&type, &value, &traceback);
     rid = PyLong_AsUnsignedLongLong(id);
-    if (!client->closed && !PyErr_Occurred()) client_obj_send(client, CMD_CANCEL, rid);
+    if (!PyErr_Occurred()) client_obj_cancel(client, rid);
     PyErr_Clear();
     PyErr_Restore(type, value, traceback);
     goto done;

@@ -86,6 +86,10 @@ typedef struct {
   pid_t pid;
   PyObject *dirty; /* dispatch's list of endpoints with a delta to flush, kept between batches */
   long pending;    /* deliveries due (requests, stream wake-ups): EngineHandle holds the hub's loop while any are */
+  /* Requests whose waiter gave up (its user was stopped mid-request): their results may still come back
+   * completed, and are then left out of the statistics, as a Locust user's request interrupted so is. */
+  uint64_t *abandoned;
+  Py_ssize_t n_abandoned, cap_abandoned;
 } EngineObject;
 
 typedef struct {
@@ -152,6 +156,8 @@ int engine_check(EngineObject *self);
 
 /* py_client.c */
 int client_obj_send(ClientObject *self, cmd_kind_t kind, uint64_t id);
+int client_obj_cancel(ClientObject *self, uint64_t id);
+int engine_obj_abandon(EngineObject *self, uint64_t id);
 PyObject *client_obj_submit(ClientObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* py_session.c */

@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
-import time
 from collections.abc import Callable
 
 import gevent
@@ -128,18 +127,6 @@ def acquire() -> EngineHandle:
 def handles() -> list[EngineHandle]:
     """The engines running in this process (none before the first request)."""
     return list(_handles)
-
-
-def settle(timeout: float) -> bool:
-    """Let every due delivery arrive (at most ``timeout`` seconds): after a test stops, the requests its users
-    were killed in come back, cancelled or, when the answer was already on its way, completed and counted.
-    True when nothing is due any more."""
-    deadline = time.monotonic() + timeout
-    while any(h.pending > 0 for h in _handles if h.valid and h.pid == os.getpid()):
-        if time.monotonic() >= deadline:
-            return False
-        gevent.sleep(0.005)
-    return True
 
 
 def shutdown() -> None:

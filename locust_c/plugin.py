@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from locust.env import Environment
 
 PREFIX = "locust-c"
-SETTLE_SECONDS = 2.0
 
 
 @dataclass
@@ -351,9 +350,6 @@ def _on_test_stop(environment: Environment) -> None:
         state.live_greenlet = None
     # A master's statistics are complete only once the workers have sent their last report, at quitting.
     if not isinstance(environment.runner, MasterRunner):
-        from . import engine
-
-        engine.settle(SETTLE_SECONDS)  # the last answers of the users just stopped count too
         _finish(environment)
 
 

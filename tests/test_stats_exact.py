@@ -246,3 +246,28 @@ def test_histogram_buckets_windows_and_spread_for_live_metrics():
     with pytest.raises(ValueError, match="holds values"):
         before.subtract(h)
     assert abs(h.stddev() - statistics.stdev(values)) <= 0.001 * statistics.stdev(values)
+
+
+@pytest.mark.parametrize("path", ["/", "/status/500"], ids=["success", "failure"])
+def test_a_request_whose_user_was_stopped_is_not_counted(env, path):
+    """A user stopped mid-request (Locust kills its greenlet) does not count that request, as with Locust's own
+    users, even when the answer was already back and waiting to be dispatched: the statistics, Locust's and the
+    exact histograms, must agree with each other (Prometheus and OpenTelemetry read both)."""
+    from gevent.monkey import get_original
+
+    blocking_sleep = get_original("time", "sleep")  # Locust made time.sleep gevent's
+    user = make_user(env)
+    user.client.get("/", name="/warm")  # connected: the next request takes the C path
+    waiting = gevent.spawn(user.client.get, path, name="/cut")
+    gevent.sleep(0)  # submitted; now waiting for its answer
+    blocking_sleep(0.3)  # the hub does not run: the answer arrives and waits in the engine's queue
+    waiting.kill()  # GreenletExit in the waiting user, before the hub dispatches the answer
+    gevent.sleep(0.1)
+    stats = env.runner.stats
+    ep = stats._locust_c_bridge.endpoints.get(("GET", "/cut"))
+    assert stats.entries.get(("/cut", "GET")) is None or stats.entries[("/cut", "GET")].num_requests == 0
+    assert ep is None or ep.hist.count == 0
+    user.client.get(path, name="/cut")  # the engine and the session go on as before
+    assert ep is None or ep.hist.count == 1
+    assert stats.entries[("/cut", "GET")].num_requests == 1
+    user.client.close()
