@@ -57,9 +57,17 @@ static PyObject *histogram_record(HistogramObject *self, PyObject *const *args, 
     Py_RETURN_NONE;
   }
   if (count == 0) Py_RETURN_NONE;
-  if (hist_add(h, hist_index_of(v), count) != 0) return PyErr_NoMemory();
-  h->total += count;
-  h->sum_us += v * count;
+  {
+    uint64_t sum, total, added;
+    if (__builtin_mul_overflow((uint64_t)v, (uint64_t)count, &added) || __builtin_add_overflow(h->sum_us, added, &sum) ||
+        __builtin_add_overflow(h->total, (uint64_t)count, &total)) {
+      PyErr_SetString(PyExc_OverflowError, "record(): the histogram's sum or count would overflow");
+      return NULL;
+    }
+    if (hist_add(h, hist_index_of(v), count) != 0) return PyErr_NoMemory();
+    h->total = total;
+    h->sum_us = sum;
+  }
   if (v < h->min_us) h->min_us = v;
   if (v > h->max_us) h->max_us = v;
   Py_RETURN_NONE;

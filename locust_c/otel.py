@@ -48,6 +48,7 @@ class RequestListener:
     def __init__(self, original: Any) -> None:
         self.original = original
         self.failures: dict[tuple[str, str], Any] = {}  # (name, error type) -> _engine.Histogram
+        self.generation = 0  # the statistics' generation the failures belong to (StatsBridge.generation)
 
     def __call__(self, name: str, response_time: float | None, exception: BaseException | None,
                  response: Any = None, **kwargs: Any) -> None:
@@ -62,15 +63,28 @@ class RequestListener:
             # The engine recorded total_us / 1000 as the response time: this is the same microsecond value.
             hist.record(round(response_time * 1000))
 
+    def failures_of(self, generation: int) -> dict[tuple[str, str], Any]:
+        """The failures recorded since the statistics' last reset (older ones are forgotten)."""
+        if generation != self.generation:
+            self.failures.clear()
+            self.generation = generation
+        return self.failures
+
 
 class DurationProducer:
-    """Adds ``locust.client.duration`` points from the C histograms to what each metric reader collects."""
+    """Adds ``locust.client.duration`` points from the C histograms to what each metric reader collects.
 
-    def __init__(self, environment: Environment, listener: RequestListener) -> None:
+    A cumulative reader gets the histograms since the statistics were last reset (the points' start time); a
+    delta reader what was added since its previous collection. Both start again when the statistics are reset.
+    """
+
+    def __init__(self, environment: Environment, listener: RequestListener, resource: Any = None) -> None:
         self.environment = environment
         self.listener = listener
+        self.resource = resource  # the MeterProvider's, for when the SDK collected nothing of its own
+        self.generation = -1
         self.start_ns = time.time_ns()
-        self.previous: dict[int, dict[tuple, tuple[int, list[int], float]]] = {}  # delta readers' last points
+        self.previous: dict[int, tuple[int, dict[tuple, Any]]] = {}  # per delta reader: (time, histograms)
 
     def attach(self, reader: Any) -> None:
         """Wrap ``reader``'s collect callback (set by the MeterProvider when the reader was registered)."""
@@ -91,8 +105,8 @@ class DurationProducer:
 
     # ---- the points
 
-    def series(self) -> dict[tuple, tuple[int, list[int], float, float, float]]:
-        """Per attribute set: (count, bucket counts, sum s, min s, max s) of the whole run so far."""
+    def series(self) -> dict[tuple, Any]:
+        """Per attribute set, the histogram of the requests since the statistics' last reset."""
         from locust.runners import MasterRunner
 
         from .stats import StatsBridge, locust_stats
@@ -101,26 +115,28 @@ class DurationProducer:
         if environment.runner is None or isinstance(environment.runner, MasterRunner):
             return {}
         bridge = StatsBridge.of(locust_stats(environment))
+        if bridge.generation != self.generation:  # reset: every series starts again, now
+            self.generation = bridge.generation
+            self.start_ns = time.time_ns()
+            self.previous.clear()
         by_name: dict[str, Any] = {}
         for (_method, name), ep in bridge.endpoints.items():
             if ep.hist.count:
-                merged = by_name.setdefault(name, _engine.Histogram())
-                merged.merge(ep.hist)
-        failures = self.listener.failures
-        out: dict[tuple, tuple[int, list[int], float, float, float]] = {}
+                by_name.setdefault(name, _engine.Histogram()).merge(ep.hist)
+        out: dict[tuple, Any] = {}
+        failures = self.listener.failures_of(bridge.generation)
         for name, hist in by_name.items():
-            shown = _shown_name(name)
+            shown = _shown_name(name)  # names past Locust's cap share one attribute set: their series add up
             ok = hist.copy()
             for (failed_name, error_type), failed in failures.items():
-                if failed_name != name or not failed.count:
-                    continue
-                try:
-                    ok.subtract(failed)
-                except ValueError:  # the statistics were reset since: the failures are older than the histogram
-                    continue
-                _add(out, (("name", shown), ("error.type", error_type)), failed)
+                if failed_name == name and failed.count:
+                    try:
+                        ok.subtract(failed)  # every failure is in its endpoint's histogram too
+                    except ValueError:  # a failure the endpoint did not record: count it as a failure only
+                        pass
+                    out.setdefault((("name", shown), ("error.type", error_type)), _engine.Histogram()).merge(failed)
             if ok.count:
-                _add(out, (("name", shown),), ok)
+                out.setdefault((("name", shown),), _engine.Histogram()).merge(ok)
         return out
 
     def add_to(self, data: Any, reader: Any) -> Any:
@@ -137,28 +153,24 @@ class DurationProducer:
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         series = self.series()
-        if not series:
-            return data
         temporality = reader._instrument_class_temporality.get(_SdkHistogram, AggregationTemporality.CUMULATIVE)
         now = time.time_ns()
-        points = []
+        start = self.start_ns
         if temporality == AggregationTemporality.DELTA:
-            last = self.previous.setdefault(id(reader), {})
-            start = last.get(("__time__",), (self.start_ns,))[0]
-            for attrs, (count, buckets, total, low, high) in series.items():
-                p_count, p_buckets, p_total = last.get(attrs, (0, [0] * len(buckets), 0.0))
-                if count < p_count:  # reset statistics: the series starts again
-                    p_count, p_buckets, p_total = 0, [0] * len(buckets), 0.0
-                last[attrs] = (count, buckets, total)
-                if count - p_count:
-                    points.append(HistogramDataPoint(
-                        dict(attrs), start, now, count - p_count, total - p_total,
-                        [b - p for b, p in zip(buckets, p_buckets, strict=True)], BOUNDS_S, low, high))
-            last[("__time__",)] = (now,)
-        else:
-            for attrs, (count, buckets, total, low, high) in series.items():
-                points.append(HistogramDataPoint(dict(attrs), self.start_ns, now, count, total, buckets, BOUNDS_S,
-                                                 low, high))
+            since, before = self.previous.get(id(reader), (self.start_ns, {}))
+            self.previous[id(reader)] = (now, series)
+            start, window = since, {}
+            for attrs, hist in series.items():
+                hist = hist.copy()
+                if attrs in before:
+                    try:
+                        hist.subtract(before[attrs])
+                    except ValueError:  # the series is not the one it was (names folded anew): all of it is new
+                        pass
+                if hist.count:
+                    window[attrs] = hist
+            series = window
+        points = [_point(HistogramDataPoint, attrs, hist, start, now) for attrs, hist in series.items()]
         if not points:
             return data
         metric = Metric("locust.client.duration", "Time to last byte for requests", "s",
@@ -166,7 +178,8 @@ class DurationProducer:
         if data is None:
             from opentelemetry.sdk.resources import Resource
 
-            return MetricsData([ResourceMetrics(Resource.get_empty(), [
+            resource = self.resource if self.resource is not None else Resource.get_empty()
+            return MetricsData([ResourceMetrics(resource, [
                 ScopeMetrics(InstrumentationScope("locust"), [metric], "")], "")])
         resource_metrics = list(data.resource_metrics)
         first = resource_metrics[0]
@@ -179,6 +192,15 @@ class DurationProducer:
             scopes.append(ScopeMetrics(InstrumentationScope("locust"), [metric], ""))
         resource_metrics[0] = ResourceMetrics(first.resource, scopes, first.schema_url)
         return MetricsData(resource_metrics)
+
+
+def _point(point_type: Any, attrs: tuple, hist: Any, start_ns: int, now_ns: int) -> Any:
+    """One explicit-bucket histogram data point of ``hist`` (seconds), with the bounds of :data:`BOUNDS_S`."""
+    cumulative = hist.cumulative(_BOUNDS_US)
+    buckets = [cumulative[0], *(b - a for a, b in zip(cumulative, cumulative[1:], strict=False))]
+    buckets.append(hist.count - cumulative[-1])
+    return point_type(dict(attrs), start_ns, now_ns, hist.count, hist.sum / 1e6, buckets, BOUNDS_S,
+                      hist.min / 1e6, hist.max / 1e6)
 
 
 def _merged(metrics: Any, metric: Any) -> list[Any]:
@@ -195,13 +217,6 @@ def _merged(metrics: Any, metric: Any) -> list[Any]:
             return out
     out.append(metric)
     return out
-
-
-def _add(out: dict, attrs: tuple, hist: Any) -> None:
-    cumulative = hist.cumulative(_BOUNDS_US)
-    buckets = [cumulative[0]] + [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]
-    buckets.append(hist.count - cumulative[-1])
-    out[attrs] = (hist.count, buckets, hist.sum / 1e6, hist.min / 1e6, hist.max / 1e6)
 
 
 def _shown_name(name: str) -> str:
@@ -230,9 +245,10 @@ def install(environment: Environment) -> bool:
 
     listener = RequestListener(handlers[index])
     handlers[index] = listener
-    stats.COVERED.add(listener)
-    producer = DurationProducer(environment, listener)
+    stats.COVERED.add(id(listener))  # the listener stays alive in the handlers and in the producer
     provider = metrics.get_meter_provider()
+    producer = DurationProducer(environment, listener, getattr(getattr(provider, "_sdk_config", None), "resource",
+                                                               None))
     for reader in getattr(provider, "_metric_readers", ()):
         producer.attach(reader)
     environment.locust_c_otel = producer  # type: ignore[attr-defined]
@@ -243,14 +259,18 @@ def install(environment: Environment) -> bool:
 
 
 def traceparent() -> str:
-    """A W3C ``traceparent`` for one request: the current span's trace when there is one (a locustfile's own span
-    around a task), a new trace otherwise; a new span id each time; sampled."""
-    trace_id = None
+    """A W3C ``traceparent`` for one request: the current span's trace (and its sampled flag) when there is one
+    (a locustfile's own span around a task), a new sampled trace otherwise; a new span id each time."""
+    trace_id, flags = None, "01"
     if _trace is not None:
         context = _trace.get_current_span().get_span_context()
         if context.is_valid:
-            trace_id = f"{context.trace_id:032x}"
-    return f"00-{trace_id or os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+            trace_id, flags = f"{context.trace_id:032x}", f"{int(context.trace_flags) & 1:02x}"
+    return f"00-{trace_id or os.urandom(16).hex()}-{os.urandom(8).hex()}-{flags}"
+
+
+def _has_traceparent(headers: Any) -> bool:
+    return any(isinstance(k, str) and k.lower() == "traceparent" for k in headers)
 
 
 try:
@@ -262,14 +282,16 @@ except ImportError:  # the API is optional: without it every request starts a tr
 class TracingSession(FastCSession):
     """A :class:`FastCSession` whose every request carries a ``traceparent`` header (``--otel-propagate``), so
     that the service's traces show which load-test request caused them. The header is the request's: it is in
-    ``response.request.headers``, and a ``headers=`` argument's own ``traceparent`` wins."""
+    ``response.request.headers``. A ``traceparent`` of the locustfile's own (in ``headers=`` or the session's
+    ``headers``, whatever its case) wins."""
 
     def request(self, method: str, url: str, name: str | None = None, data: Any = None,
                 catch_response: bool = False, stream: bool = False, headers: dict | None = None,
                 **kwargs: Any) -> Any:
         if headers is None:
-            headers = {"traceparent": traceparent()}
-        elif "traceparent" not in headers:
+            if not _has_traceparent(self.headers):  # one the locustfile set on the session wins
+                headers = {"traceparent": traceparent()}
+        elif not _has_traceparent(headers) and not _has_traceparent(self.headers):
             headers = {**headers, "traceparent": traceparent()}
         return super().request(method, url, name=name, data=data, catch_response=catch_response, stream=stream,
                                headers=headers, **kwargs)

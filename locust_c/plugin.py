@@ -16,6 +16,7 @@ In distributed mode only the master writes results and gates (once workers have 
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from locust.env import Environment
 
 PREFIX = "locust-c"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -209,9 +211,12 @@ def _seconds(text: Any, option: str, allow_zero: bool) -> float:
     from locust.util.timespan import parse_timespan
 
     try:
-        seconds = float(text) if isinstance(text, int | float) else float(parse_timespan(str(text)))
+        seconds = float(text)  # plain seconds, as Locust's --stop-timeout takes them
     except ValueError:
-        seconds = -1.0
+        try:
+            seconds = float(parse_timespan(str(text)))
+        except ValueError:
+            seconds = -1.0
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise BadInput(f"{text!r} is not a time span{'' if allow_zero else ' > 0'} (e.g. 30s, 2m)", option)
     return seconds
@@ -249,7 +254,10 @@ def on_init_prometheus(environment: Environment, **_kwargs: Any) -> None:
             lambda client_id, data, **kw: data.__setitem__("locust_c_engine", prometheus.engine_counters()))
     options = environment.parsed_options
     port = getattr(options, "prometheus_port", None)
-    if port is None or runner is None or (isinstance(runner, WorkerRunner) and getattr(options, "processes", None)):
+    if port is None or runner is None:
+        return
+    if isinstance(runner, WorkerRunner) and getattr(options, "processes", None):
+        logger.info("--prometheus-port: the workers --processes starts leave /metrics to their master")
         return
     if not 0 < port < 65536:
         _exit_bad_input(f"--prometheus-port: {port} is not a port number (1 to 65535)")
@@ -259,6 +267,13 @@ def on_init_prometheus(environment: Environment, **_kwargs: Any) -> None:
     except OSError as e:
         _exit_bad_input(f"--prometheus-port {port}: cannot listen: {e.strerror or e}")
     environment.locust_c_prometheus = server  # type: ignore[attr-defined]
+    if isinstance(runner, WorkerRunner):
+        from .stats import StatsBridge
+
+        bridge = StatsBridge.of(runner.stats)  # its reset generation tells a new test from the old one
+        reported = server.collector.reported = prometheus.WorkerTotals()
+        environment.events.report_to_master.add_listener(
+            lambda client_id, data, **kw: reported.add(data, bridge.generation))
     if isinstance(runner, MasterRunner):
         engines = server.collector.worker_engines
         environment.events.worker_report.add_listener(
@@ -321,7 +336,11 @@ def _watch_live(environment: Environment, state: GateState, gate: live_mod.LiveG
     """Judge the sliding window once a second; on a breach beyond doubt, stop the run with exit code 1."""
     while True:
         gevent.sleep(live_mod.CHECK_INTERVAL)
-        result = gate.check()
+        try:
+            result = gate.check()
+        except Exception:  # a bug of the gate must not end it silently for the rest of the run, nor the run
+            logger.exception("locust-c: --sla-abort: cannot judge this window")
+            continue
         if result is not None:
             break
     state.live_greenlet = None
@@ -370,6 +389,8 @@ def _finish(environment: Environment) -> None:
         except OSError as e:
             sys.stderr.write(f"{PREFIX}: error: {state.results_json}: cannot write results: {e.strerror}\n")
             _fail(environment, EXIT_BAD_INPUT)
+    if state.live is not None and state.live.verdicts is None:
+        _print(f"{PREFIX}: --sla-abort: {state.live.judged} windows judged, no budget breached beyond doubt")
     if state.live is not None and state.live.verdicts is not None:
         live = state.live.verdicts
         n = sum(v.note == "beyond doubt" for v in live.verdicts)

@@ -61,6 +61,7 @@ class RunCollector(Collector):
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
         self.worker_engines: dict[str, dict[str, int]] = {}  # a master's: the last counters each worker sent
+        self.reported: WorkerTotals | None = None  # a worker's: what it has reported to its master
         self.scrapes = 0
 
     def describe(self) -> list[Metric]:
@@ -96,7 +97,10 @@ class RunCollector(Collector):
         quantiles = GaugeMetricFamily(
             "locust_request_duration_quantile_seconds", "The whole run's response-time percentiles per endpoint.",
             labels=[*labels, "quantile"])
-        entries = {(method or "", name): entry for (name, method), entry in stats.entries.items()}
+        if self.reported is not None:
+            entries = self.reported.with_current(stats, bridge.generation)
+        else:
+            entries = {(method or "", name): entry for (name, method), entry in stats.entries.items()}
         for method, name in sorted(entries.keys() | bridge.endpoints.keys(), key=lambda k: (k[1], k[0])):
             entry = entries.get((method, name))
             ep = bridge.endpoints.get((method, name))
@@ -180,6 +184,49 @@ class RunCollector(Collector):
             yield GaugeMetricFamily("locust_sut_memory_trend_bytes", "The leak hunter's trend line at the latest "
                                     "sample: drawn under the memory, it shows the fit.",
                                     value=fit.intercept_mb * MB + slope * watch.samples[-1].t)
+
+
+class WorkerTotals:
+    """What a worker has reported to its master so far. Locust empties a worker's stats table with every report
+    (every 3 s), so a worker's own /metrics adds what it sent to what it has recorded since."""
+
+    def __init__(self) -> None:
+        from locust.stats import RequestStats
+
+        self.stats = RequestStats()
+        self.generation = 0
+
+    def add(self, data: dict[str, Any], generation: int) -> None:
+        """Keep a report's entries (``report_to_master``'s data, after Locust has filled it in)."""
+        from locust.stats import StatsEntry
+
+        self._check(generation)
+        for entry_data in data.get("stats") or ():
+            entry = StatsEntry.unserialize(entry_data, self.stats)
+            key = (entry.name, entry.method)
+            if key not in self.stats.entries:
+                self.stats.entries[key] = StatsEntry(self.stats, entry.name, entry.method)
+            self.stats.entries[key].extend(entry)
+
+    def with_current(self, stats: Any, generation: int) -> dict[tuple[str, str], Any]:
+        """(method, name) -> a StatsEntry of everything: reported, and recorded since the last report."""
+        from locust.stats import StatsEntry
+
+        self._check(generation)
+        out: dict[tuple[str, str], Any] = {}
+        for table in (self.stats, stats):
+            for (name, method), entry in table.entries.items():
+                key = (method or "", name)
+                merged = out.get(key)
+                if merged is None:
+                    merged = out[key] = StatsEntry(self.stats, name, method)
+                merged.extend(entry)
+        return out
+
+    def _check(self, generation: int) -> None:
+        if generation != self.generation:  # the worker's statistics were reset or a new test began
+            self.stats.clear_all()
+            self.generation = generation
 
 
 def sum_counters(parts: Iterable[dict[str, int]]) -> dict[str, int]:

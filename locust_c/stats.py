@@ -32,9 +32,10 @@ if TYPE_CHECKING:
     from locust.stats import RequestStats, StatsEntry
 
 _ORIGINAL_BUCKETING = locust.stats.bucket_response_time
-COVERED: set[Any] = set()
-"""Request listeners that do not need batched successes announced (they read the C histograms when they
-report): locust-c's stand-in for Locust's ``--otel`` listener."""
+COVERED: set[int] = set()
+"""The ids of request listeners that do not need batched successes announced (they read the C histograms when
+they report): locust-c's stand-in for Locust's ``--otel`` listener. Ids, so that the check per request runs no
+listener's ``__eq__``/``__hash__``; whoever adds one keeps the listener alive."""
 _RUNNER_LISTENER = "Runner.__init__.<locals>.on_request"
 PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p95_ms", 95.0), ("p99_ms", 99.0), ("p999_ms", 99.9))
 
@@ -49,15 +50,31 @@ class StatsBridge:
         self.stats = stats
         self.endpoints: dict[tuple[str, str], Any] = {}
         self.worker = False  # a worker's endpoints also keep what they recorded since the last report
-        # Locust resets its tables in place (web UI, --reset-stats): reset the histograms at the same moment.
-        original_reset = stats.reset_all
+        self.generation = 0
+        """Counts the resets: readers that keep state between two looks (the live gate, OpenTelemetry's delta
+        readers) start again when it changes."""
+        # Locust resets its tables in place (--reset-stats, the web UI's reset) and clears them when a new test
+        # starts from the web UI: the histograms go at the same moment.
+        original_reset, original_clear = stats.reset_all, stats.clear_all
 
         def reset_all() -> None:
             original_reset()
-            for ep in self.endpoints.values():
-                ep.hist.reset()
+            self.forget()
+
+        def clear_all() -> None:
+            original_clear()
+            self.forget()
 
         stats.reset_all = reset_all  # type: ignore[method-assign]
+        stats.clear_all = clear_all  # type: ignore[method-assign]
+
+    def forget(self) -> None:
+        """Empty every endpoint's histograms, as Locust has just emptied its table."""
+        self.generation += 1
+        for ep in self.endpoints.values():
+            ep.hist.reset()
+            if ep.unsent is not None:
+                ep.unsent.reset()
 
     @classmethod
     def of(cls, stats: RequestStats) -> StatsBridge:
@@ -164,9 +181,10 @@ class RequestReporter:
         if len(handlers) == 2:  # Locust's and one that reads the C histograms (--otel): per request, keep it short
             first, second = handlers
             ours = self._locust_listener
-            return ((second is ours and first in COVERED) or (first is ours and second in COVERED)) and \
+            return ((second is ours and id(first) in COVERED) or (first is ours and id(second) in COVERED)) and \
                 locust.stats.bucket_response_time is _ORIGINAL_BUCKETING
-        return (self._locust_listener in handlers and all(h is self._locust_listener or h in COVERED for h in handlers)
+        ours = self._locust_listener
+        return (any(h is ours for h in handlers) and all(h is ours or id(h) in COVERED for h in handlers)
                 and locust.stats.bucket_response_time is _ORIGINAL_BUCKETING)
 
     def _context(self, context: dict | None) -> dict:

@@ -109,39 +109,90 @@ def test_otel_counts_every_request_of_the_run(tmp_path: Path, testserver) -> Non
 
 @pytest.mark.parametrize("temporality", ["cumulative", "delta"])
 def test_the_producer_gives_a_readers_temporality(testserver, temporality: str) -> None:
+    """Successes and failures per name, cumulative or delta as the reader asks, starting again at a reset, with
+    the provider's resource when the SDK collected nothing of its own."""
     from opentelemetry.sdk.metrics import Histogram, MeterProvider
     from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+    from opentelemetry.sdk.resources import Resource
 
+    from locust_c import stats
     from locust_c.otel import DurationProducer, RequestListener
 
     wanted = AggregationTemporality.DELTA if temporality == "delta" else AggregationTemporality.CUMULATIVE
     reader = InMemoryMetricReader(preferred_temporality={Histogram: wanted})
-    provider = MeterProvider(metric_readers=[reader])
+    resource = Resource.create({"service.name": "producer-test"})
+    provider = MeterProvider(metric_readers=[reader], resource=resource)
     user, env = local_user(testserver.url)
+    listener = RequestListener(lambda **kw: None)
+    env.events.request.add_listener(listener)
+    stats.COVERED.add(id(listener))
     try:
-        listener = RequestListener(lambda **kw: None)
-        DurationProducer(env, listener).attach(reader)
+        DurationProducer(env, listener, resource).attach(reader)
 
         def points() -> dict[tuple, Any]:
             data = reader.get_metrics_data()
             out = {}
-            for resource in data.resource_metrics if data else ():
-                for scope in resource.scope_metrics:
+            for rm in data.resource_metrics if data else ():
+                assert rm.resource.attributes["service.name"] == "producer-test"
+                for scope in rm.scope_metrics:
                     for metric in scope.metrics:
                         if metric.name == "locust.client.duration":
                             assert metric.data.aggregation_temporality == wanted
                             out.update({tuple(sorted(p.attributes.items())): p for p in metric.data.data_points})
+            for p in out.values():
+                assert sum(p.bucket_counts) == p.count and len(p.bucket_counts) == len(p.explicit_bounds) + 1
             return out
 
+        ok, failed = (("name", "/p"),), (("error.type", "BadStatusCode"), ("name", "/p"))
         for _ in range(5):
             user.client.get("/", name="/p")
-        assert points()[(("name", "/p"),)].count == 5
+        for _ in range(2):
+            user.client.get("/status/500", name="/p")
+        first = points()
+        assert first[ok].count == 5 and first[failed].count == 2
         for _ in range(3):
             user.client.get("/", name="/p")
         second = points()
-        assert second[(("name", "/p"),)].count == (3 if temporality == "delta" else 8)
-        assert sum(second[(("name", "/p"),)].bucket_counts) == second[(("name", "/p"),)].count
+        assert second[ok].count == (3 if temporality == "delta" else 8)
+        assert failed not in second if temporality == "delta" else second[failed].count == 2
+
+        env.runner.stats.reset_all()  # --reset-stats: every series starts again
+        user.client.get("/", name="/p")
+        third = points()
+        assert third[ok].count == 1 and failed not in third
+        assert third[ok].start_time_unix_nano > first[ok].start_time_unix_nano
     finally:
+        stats.COVERED.discard(id(listener))
+        user.client.close()
+        env.runner.quit()
+        provider.shutdown()
+
+
+def test_names_past_locusts_cap_add_up_in_one_series(testserver) -> None:
+    from locust import opentelemetry as locust_otel
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from locust_c.otel import TOO_MANY, DurationProducer, RequestListener
+
+    names_before = set(locust_otel.request_names)
+    locust_otel.request_names.clear()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    user, env = local_user(testserver.url)
+    try:
+        DurationProducer(env, RequestListener(lambda **kw: None)).attach(reader)
+        for i in range(locust_otel.MAX_REQUEST_NAMES + 5):
+            user.client.get("/", name=f"/n{i}")
+        data = reader.get_metrics_data()
+        points = [p for rm in data.resource_metrics for sc in rm.scope_metrics for m in sc.metrics
+                  if m.name == "locust.client.duration" for p in m.data.data_points]
+        by_name = {p.attributes["name"]: p.count for p in points}
+        assert len(by_name) == locust_otel.MAX_REQUEST_NAMES + 1
+        assert by_name[TOO_MANY] == 5 and sum(by_name.values()) == locust_otel.MAX_REQUEST_NAMES + 5
+    finally:
+        locust_otel.request_names.clear()
+        locust_otel.request_names.update(names_before)
         user.client.close()
         env.runner.quit()
         provider.shutdown()
@@ -163,7 +214,10 @@ def test_otel_propagate_sends_a_traceparent_per_request(testserver) -> None:
         assert response.request.headers["traceparent"] == response.json()["headers"]["traceparent"]
         # A traceparent of the locustfile's own wins.
         own = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
-        assert session.get("/echo", headers={"traceparent": own}).json()["headers"]["traceparent"] == own
+        assert session.get("/echo", headers={"Traceparent": own}).json()["headers"]["traceparent"] == own
+        session.headers["TraceParent"] = own
+        assert session.get("/echo").json()["headers"]["traceparent"] == own
+        del session.headers["TraceParent"]
 
         tracer = TracerProvider().get_tracer("locustfile")
         with tracer.start_as_current_span("checkout") as span:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from helpers import free_port
+from test_gate_helpers import child_env
 from test_gate_helpers import locust as run_locust
 
 from locust_c.prometheus import BUCKETS_MS, RunCollector
@@ -195,6 +196,37 @@ def test_prometheus_stores_what_the_run_measured(tmp_path: Path, testserver, scr
         panels = re.search(r"\((\d+) panels, (\d+) with data\)", drawn.stdout)
         assert panels is not None and panels.group(1) == panels.group(2), drawn.stdout
         assert (tmp_path / "dashboard.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("locustfile_text", [LOCUSTFILE, "FASTHTTP"], ids=["fastcuser", "fasthttpuser"])
+def test_a_worker_serves_its_own_totals(tmp_path: Path, testserver, scraped, locustfile_text: str) -> None:
+    """Locust empties a worker's table with every report to its master: its own /metrics still counts up."""
+    prometheus, port = scraped
+    locustfile = tmp_path / "locustfile.py"
+    locustfile.write_text(FASTHTTP_LOCUSTFILE if locustfile_text == "FASTHTTP" else locustfile_text)
+    results = tmp_path / "results.json"
+    master_port = free_port()
+    common = [sys.executable, "-m", "locust", "-f", str(locustfile), "--only-summary"]
+    worker = subprocess.Popen(
+        [*common, "--worker", "--master-port", str(master_port), "--prometheus-port", str(port),
+         "--prometheus-host", "127.0.0.1", "--prometheus-linger", "10"],
+        env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        master = run_locust(locustfile, "--master", "--master-bind-port", str(master_port), "--expect-workers", "1",
+                            "-H", testserver.url, "-u", "3", "-r", "3", "-t", "8s", "--results-json", str(results))
+        _, worker_err = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert master.returncode in (0, 1), master.stderr[-3000:]
+    data = json.loads(results.read_text())
+    last = "last_over_time({}[10m])"
+    total = prometheus.value("sum(" + last.format('locust_requests_total{job="locust"}') + ")")
+    assert total == data["total"]["num_requests"] > 50, worker_err[-2000:]
+    assert prometheus.value("sum(" + last.format('locust_request_duration_seconds_count{job="locust"}') + ")") \
+        == data["total"]["num_requests"]
+    # Never counted down: no reset between two scrapes (Prometheus' resets() counts them).
+    assert prometheus.value('sum(resets(locust_requests_total{job="locust"}[10m]))') == 0
 
 
 FASTHTTP_LOCUSTFILE = """

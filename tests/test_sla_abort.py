@@ -85,6 +85,8 @@ def test_a_breach_beyond_doubt_stops_the_run_early(tmp_path: Path, testserver, s
 def test_a_run_within_its_budgets_is_not_stopped(tmp_path: Path, testserver) -> None:
     done, data = run(tmp_path, testserver, 5, 200, "-t", "6s")
     assert "stopping the run" not in done.stdout
+    judged = re.search(r"--sla-abort: (\d+) windows judged, no budget breached beyond doubt", done.stdout)
+    assert judged is not None and int(judged.group(1)) >= 2, done.stdout[-2000:]  # the gate did look
     assert data["run_time_s"] > 5  # -t 6s, less the spawn
     # The end-of-run gate still judges the floor, which this run breaks on purpose.
     assert done.returncode == 1 and "min_rps" in done.stdout
@@ -133,3 +135,36 @@ def test_the_bound_holds_for_a_service_at_its_budget() -> None:
             k = sum(rng.random() < 0.05 for _ in range(n))
             assert not beyond_doubt(k, n, 0.05), (k, n)
     assert ALPHA <= 1e-6
+
+
+def test_the_window_starts_again_when_the_statistics_are_reset() -> None:
+    """--reset-stats (or the web UI's reset) in the middle of a window: no error, no verdict on a mixed window."""
+    from locust.env import Environment
+
+    from locust_c import FastCUser
+    from locust_c.gate.live import LiveGate
+    from locust_c.gate.sla import parse_sla
+
+    environment = Environment(user_classes=[FastCUser])
+    environment.create_local_runner()
+    stats = environment.runner.stats
+    gate = LiveGate(environment, parse_sla('endpoints:\n  "GET /x":\n    p95_ms: 100\n', "slas.yml"), 0, 60)
+    gate.start()
+    for _ in range(50):
+        stats.log_request("GET", "/x", 10, 1)
+    assert gate.check() is None  # the first snapshot: no window yet
+    for _ in range(50):
+        stats.log_request("GET", "/x", 500, 1)
+    breached = gate.check()
+    assert breached is not None and any(v.note == "beyond doubt" for v in breached.verdicts)
+
+    gate.start()
+    assert gate.check() is None
+    stats.reset_all()
+    for _ in range(200):  # more than before the reset: only the reset itself tells
+        stats.log_request("GET", "/x", 10, 1)
+    assert gate.check() is None  # the window that spans the reset is not judged
+    for _ in range(50):
+        stats.log_request("GET", "/x", 10, 1)
+    assert gate.check() is None and gate.judged == 1  # judged again, from the reset on: within budget
+    environment.runner.quit()

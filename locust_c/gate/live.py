@@ -3,7 +3,8 @@
 Once a second the gate takes a snapshot of every endpoint: its latency histogram (locust-c's exact one for
 FastCUser, Locust's rounded buckets otherwise) and its request and failure counts. The difference between the
 newest snapshot and the one a window ago is the window's distribution, judged against the budgets of the
-``--sla-file`` once the grace period (``--sla-abort-after``) is over.
+``--sla-file`` once the grace period (``--sla-abort-after``) is over; no window reaches back into it. A reset of
+the statistics (``--reset-stats``, the web UI) starts the window again.
 
 A budget the window breaches stops the run only when the breach is *beyond doubt*: when a service that met the
 budget would show what the window shows with a probability below :data:`ALPHA`. For a percentile budget (p95 ≤ B)
@@ -69,6 +70,7 @@ class _Series:
 @dataclass
 class _Snapshot:
     t: float
+    generation: int  # the statistics' resets so far (StatsBridge.generation)
     endpoints: dict[tuple[str, str], _Series]
 
 
@@ -107,6 +109,14 @@ def _endpoint(method: str, name: str, series: _Series, span_s: float) -> Endpoin
     return e
 
 
+def _rounded_from(ms: float) -> float:
+    """The smallest response time that Locust rounds to ``ms`` (locust.stats.bucket_response_time: whole ms
+    below 100, tens below 1000, hundreds above): judged by it, a breach is one whatever the true value was."""
+    if ms < 100:
+        return ms
+    return ms - 5 if ms < 1000 else ms - 50
+
+
 def doubtless(verdict: Verdict, series: _Series) -> bool:
     """Whether a breached budget's breach in this window is beyond doubt (see the module's docstring)."""
     metric, limit, hist = verdict.metric, verdict.budget, series.hist
@@ -115,8 +125,8 @@ def doubtless(verdict: Verdict, series: _Series) -> bool:
     if metric in PERCENTILE_OF:
         above = hist.count - hist.cumulative([int(limit * 1000)])[0]
         return beyond_doubt(above, hist.count, 1 - PERCENTILE_OF[metric] / 100)
-    if metric == "max_ms":
-        return hist.max / 1000 > limit
+    if metric == "max_ms":  # one value above the limit, to the histogram's precision, and on the safe side of it
+        return hist.count - hist.cumulative([int(limit * 1000)])[0] > 0
     if metric == "mean_ms" and hist.count >= 30:
         sd = hist.stddev() / 1000
         mean = hist.sum / hist.count / 1000
@@ -135,13 +145,13 @@ class LiveGate:
         self.snapshots: deque[_Snapshot] = deque()
         self.started = 0.0
         self.verdicts: GateResult | None = None  # the window's verdicts when the run was stopped
-        self.stopped_at: float | None = None
+        self.judged = 0  # windows judged in this test
 
     def start(self) -> None:
         self.snapshots.clear()
         self.started = time.monotonic()
         self.verdicts = None
-        self.stopped_at = None
+        self.judged = 0
 
     def elapsed(self) -> float:
         """Seconds since the test started."""
@@ -162,9 +172,9 @@ class LiveGate:
             else:
                 hist = _engine.Histogram()
                 for ms, count in entry.response_times.items():
-                    hist.record(int(ms * 1000), count)
+                    hist.record(int(_rounded_from(ms) * 1000), count)
             endpoints[key] = _Series(hist, entry.num_requests, entry.num_failures)
-        return _Snapshot(time.monotonic(), endpoints)
+        return _Snapshot(time.monotonic(), bridge.generation, endpoints)
 
     def window(self, now: _Snapshot) -> Window | None:
         """The window from the oldest kept snapshot to ``now`` (None before there are two)."""
@@ -173,15 +183,20 @@ class LiveGate:
         if not self.snapshots:
             return None
         then = self.snapshots[0]
+        if then.generation != now.generation:
+            return None  # the statistics were reset: start the window again
         window = Window(now.t - then.t)
         for key, series in now.endpoints.items():
             old = then.endpoints.get(key)
             hist = series.hist.copy()
             requests, failures = series.requests, series.failures
             if old is not None:
-                if old.requests > requests or old.hist.count > hist.count:
-                    return None  # the statistics were reset: start the window again
-                hist.subtract(old.hist)
+                try:
+                    hist.subtract(old.hist)
+                except ValueError:  # not contained: the statistics were reset in a way the count did not show
+                    return None
+                if old.requests > requests:
+                    return None
                 requests -= old.requests
                 failures -= old.failures
             if requests:
@@ -191,13 +206,17 @@ class LiveGate:
     def check(self) -> GateResult | None:
         """Take a snapshot and judge the window; the verdicts when a breach is beyond doubt, else None."""
         now = self.snapshot()
+        if self.elapsed() < self.after_s:  # the grace period is never judged, nor part of a judged window
+            self.snapshots = deque([now])
+            return None
         window = self.window(now)
         self.snapshots.append(now)
         if window is None:
             self.snapshots = deque([now])
             return None
-        if self.elapsed() < self.after_s or not window.endpoints:
+        if not window.endpoints:
             return None
+        self.judged += 1
         result = evaluate(self.spec, window.run())
         result.verdicts = [v for v in result.verdicts if v.metric != "min_rps"]
         result.warnings = []
