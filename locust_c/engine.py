@@ -129,6 +129,21 @@ def handles() -> list[EngineHandle]:
     return list(_handles)
 
 
+COUNTERS = ("submitted", "completed", "in_flight", "clients", "set_aside", "native_open")
+"""The engine counters that live metrics show."""
+
+
+def counters() -> dict[str, int]:
+    """The :data:`COUNTERS` of this process's running engines, added up (empty before the first request)."""
+    total: dict[str, int] = {}
+    for handle in _handles:
+        if handle.valid and handle.pid == os.getpid() and handle.engine.running:
+            for key, value in handle.engine.counters().items():
+                if key in COUNTERS:
+                    total[key] = total.get(key, 0) + value
+    return total
+
+
 def shutdown() -> None:
     """Stop every engine of this process; requests in flight are cancelled. Safe to call more than once."""
     while _handles:

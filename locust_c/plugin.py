@@ -246,12 +246,12 @@ def on_init_otel(environment: Environment, **_kwargs: Any) -> None:
 def on_init_prometheus(environment: Environment, **_kwargs: Any) -> None:
     """Serve /metrics when ``--prometheus-port`` is given: on a master or a local run, and on a worker started
     on its own (the workers that ``--processes`` forks share the option but not the port: their master serves)."""
-    from . import prometheus
+    from . import engine
 
     runner = environment.runner
-    if isinstance(runner, WorkerRunner):
+    if isinstance(runner, WorkerRunner):  # for its master's /metrics
         environment.events.report_to_master.add_listener(
-            lambda client_id, data, **kw: data.__setitem__("locust_c_engine", prometheus.engine_counters()))
+            lambda client_id, data, **kw: data.__setitem__("locust_c_engine", engine.counters()))
     options = environment.parsed_options
     port = getattr(options, "prometheus_port", None)
     if port is None or runner is None:
@@ -261,6 +261,7 @@ def on_init_prometheus(environment: Environment, **_kwargs: Any) -> None:
         return
     if not 0 < port < 65536:
         _exit_bad_input(f"--prometheus-port: {port} is not a port number (1 to 65535)")
+    from . import prometheus  # prometheus_client only when it serves
     server = prometheus.PrometheusServer(environment, options.prometheus_host, port)
     try:
         server.start()

@@ -39,20 +39,6 @@ QUANTILES = (0.5, 0.9, 0.95, 0.99)
 _BOUNDS_US = [round(b * 1000) for b in BUCKETS_MS]
 _LE = [f"{b / 1000:g}" for b in BUCKETS_MS]
 STATES = ("ready", "spawning", "running", "cleanup", "stopping", "stopped", "missing")
-ENGINE_COUNTERS = ("submitted", "completed", "in_flight", "clients", "set_aside", "native_open")
-
-
-def engine_counters() -> dict[str, int]:
-    """The summed counters of this process's engines (empty before the first request)."""
-    from . import engine
-
-    total: dict[str, int] = {}
-    for handle in engine.handles():
-        if handle.valid and handle.engine.running:
-            for key, value in handle.engine.counters().items():
-                if key in ENGINE_COUNTERS:
-                    total[key] = total.get(key, 0) + value
-    return total
 
 
 class RunCollector(Collector):
@@ -143,13 +129,15 @@ class RunCollector(Collector):
     def _engines(self, runner: Any) -> Iterator[Metric]:
         from locust.runners import MasterRunner
 
+        from . import engine
+
         if isinstance(runner, MasterRunner):
             # A worker that has gone keeps its part of the request counter, not of the gauges.
             alive = runner.clients.keys()
             counters = sum_counters(c for client_id, c in self.worker_engines.items() if client_id in alive)
             submitted = sum_counters(self.worker_engines.values()).get("submitted", 0)
         else:
-            counters = engine_counters()
+            counters = engine.counters()
             submitted = counters.get("submitted", 0)
         if not counters and not submitted:
             return
