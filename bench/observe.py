@@ -110,8 +110,9 @@ def observe_round(ctx: Context, kinds: list[GeneratorKind], round_no: int) -> li
                 m.window_seconds, m.window_cpu, m.window_requests = window, cpu1 - cpu0, req1 - req0
             for m, scraper in scrapers:
                 scraper.stop()
-                m.notes.append(f"round {round_no}: /metrics scraped {scraper.scrapes} times "
-                               f"({scraper.failed} failed)")
+                if scraper.failed or not scraper.scrapes:
+                    m.notes.append(f"round {round_no}: /metrics scraped {scraper.scrapes} times, "
+                                   f"{scraper.failed} scrapes failed")
             for g, m in zip(gens, results, strict=True):
                 m.exit_code = g.wait(timeout=s.duration + 120)
                 if m.exit_code not in (0, 1):
