@@ -14,7 +14,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import gevent
 
@@ -135,12 +135,16 @@ COUNTERS = ("submitted", "completed", "in_flight", "clients", "set_aside", "nati
 
 def counters() -> dict[str, int]:
     """The :data:`COUNTERS` of this process's running engines, added up (empty before the first request)."""
+    return sum_counters({key: value for key, value in handle.engine.counters().items() if key in COUNTERS}
+                        for handle in _handles if handle.valid and handle.pid == os.getpid() and handle.engine.running)
+
+
+def sum_counters(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Counters of several engines (or of the workers' engines) added up."""
     total: dict[str, int] = {}
-    for handle in _handles:
-        if handle.valid and handle.pid == os.getpid() and handle.engine.running:
-            for key, value in handle.engine.counters().items():
-                if key in COUNTERS:
-                    total[key] = total.get(key, 0) + value
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0) + value
     return total
 
 

@@ -28,8 +28,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _engine
-from .prometheus import BUCKETS_MS
 from .session import FastCResponse, FastCSession
+from .stats import BOUNDS_US, BUCKETS_MS
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 LOCUST_LISTENER = "setup_opentelemetry.<locals>.on_request"
 TOO_MANY = "Too many unique request names"
 BOUNDS_S = [b / 1000 for b in BUCKETS_MS]
-_BOUNDS_US = [round(b * 1000) for b in BUCKETS_MS]
 
 
 class RequestListener:
@@ -196,7 +195,7 @@ class DurationProducer:
 
 def _point(point_type: Any, attrs: tuple, hist: Any, start_ns: int, now_ns: int) -> Any:
     """One explicit-bucket histogram data point of ``hist`` (seconds), with the bounds of :data:`BOUNDS_S`."""
-    cumulative = hist.cumulative(_BOUNDS_US)
+    cumulative = hist.cumulative(BOUNDS_US)
     buckets = [cumulative[0], *(b - a for a, b in zip(cumulative, cumulative[1:], strict=False))]
     buckets.append(hist.count - cumulative[-1])
     return point_type(dict(attrs), start_ns, now_ns, hist.count, hist.sum / 1e6, buckets, BOUNDS_S,

@@ -261,6 +261,9 @@ def on_init_prometheus(environment: Environment, **_kwargs: Any) -> None:
         return
     if not 0 < port < 65536:
         _exit_bad_input(f"--prometheus-port: {port} is not a port number (1 to 65535)")
+    linger = getattr(options, "prometheus_linger", 0.0) or 0.0
+    if linger < 0:
+        _exit_bad_input(f"--prometheus-linger: {linger} is not a number of seconds >= 0")
     from . import prometheus  # prometheus_client only when it serves
     server = prometheus.PrometheusServer(environment, options.prometheus_host, port)
     try:
@@ -279,9 +282,6 @@ def on_init_prometheus(environment: Environment, **_kwargs: Any) -> None:
         engines = server.collector.worker_engines
         environment.events.worker_report.add_listener(
             lambda client_id, data, **kw: engines.__setitem__(client_id, data.get("locust_c_engine") or {}))
-    linger = getattr(options, "prometheus_linger", 0.0) or 0.0
-    if linger < 0:
-        _exit_bad_input(f"--prometheus-linger: {linger} is not a number of seconds >= 0")
     if linger > 0:
         environment.events.quitting.add_listener(lambda **kw: server.linger(linger))
     environment.events.quit.add_listener(lambda **kw: server.stop())

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -26,17 +26,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from .engine import sum_counters
+from .stats import BOUNDS_US, BUCKETS_MS
+
 if TYPE_CHECKING:
     from locust.env import Environment
 
 logger = logging.getLogger(__name__)
 
-BUCKETS_MS: tuple[float, ...] = (
-    0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000,
-)
-"""Latency bucket bounds (ms): fine where loopback and LAN services answer, coarser up to Locust's timeouts."""
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
-_BOUNDS_US = [round(b * 1000) for b in BUCKETS_MS]
 _LE = [f"{b / 1000:g}" for b in BUCKETS_MS]
 STATES = ("ready", "spawning", "running", "cleanup", "stopping", "stopped", "missing")
 
@@ -97,7 +95,7 @@ class RunCollector(Collector):
                 sizes.add_metric(values, entry.total_content_length)
             hist = ep.hist if ep is not None and ep.hist.count else None
             if hist is not None:
-                cumulative = hist.cumulative(_BOUNDS_US)
+                cumulative = hist.cumulative(BOUNDS_US)
                 buckets = [*zip(_LE, cumulative, strict=True), ("+Inf", hist.count)]
                 duration.add_metric(values, buckets, hist.sum / 1e6)
                 for q in QUANTILES:
@@ -215,15 +213,6 @@ class WorkerTotals:
         if generation != self.generation:  # the worker's statistics were reset or a new test began
             self.stats.clear_all()
             self.generation = generation
-
-
-def sum_counters(parts: Iterable[dict[str, int]]) -> dict[str, int]:
-    """Counters of several engines (or workers) added up."""
-    total: dict[str, int] = {}
-    for part in parts:
-        for key, value in part.items():
-            total[key] = total.get(key, 0) + value
-    return total
 
 
 def _locust_buckets(response_times: dict[int, int]) -> list[tuple[str, float]]:

@@ -38,6 +38,13 @@ they report): locust-c's stand-in for Locust's ``--otel`` listener. Ids, so that
 listener's ``__eq__``/``__hash__``; whoever adds one keeps the listener alive."""
 _RUNNER_LISTENER = "Runner.__init__.<locals>.on_request"
 PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p95_ms", 95.0), ("p99_ms", 99.0), ("p999_ms", 99.9))
+BUCKETS_MS: tuple[float, ...] = (
+    0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000,
+)
+"""The latency buckets live metrics export (Prometheus, OpenTelemetry), in ms: fine where loopback and LAN
+services answer, coarser up to Locust's timeouts."""
+BOUNDS_US = [round(b * 1000) for b in BUCKETS_MS]
+"""The same bounds in the histograms' microseconds, for ``Histogram.cumulative``."""
 
 
 # ---- the bridge between C endpoints and one Locust stats table ------------------------------------------------
@@ -175,17 +182,15 @@ class RequestReporter:
     def batchable(self) -> bool:
         """True while Locust's own stats are the only listener of the request event (besides listeners that
         read the C histograms themselves, in :data:`COVERED`)."""
-        handlers = self.event._handlers
+        if locust.stats.bucket_response_time is not _ORIGINAL_BUCKETING:
+            return False
+        handlers, ours = self.event._handlers, self._locust_listener
         if len(handlers) == 1:
-            return handlers[0] is self._locust_listener and locust.stats.bucket_response_time is _ORIGINAL_BUCKETING
+            return handlers[0] is ours
         if len(handlers) == 2:  # Locust's and one that reads the C histograms (--otel): per request, keep it short
             first, second = handlers
-            ours = self._locust_listener
-            return ((second is ours and id(first) in COVERED) or (first is ours and id(second) in COVERED)) and \
-                locust.stats.bucket_response_time is _ORIGINAL_BUCKETING
-        ours = self._locust_listener
-        return (any(h is ours for h in handlers) and all(h is ours or id(h) in COVERED for h in handlers)
-                and locust.stats.bucket_response_time is _ORIGINAL_BUCKETING)
+            return (second is ours and id(first) in COVERED) or (first is ours and id(second) in COVERED)
+        return any(h is ours for h in handlers) and all(h is ours or id(h) in COVERED for h in handlers)
 
     def _context(self, context: dict | None) -> dict:
         if self._plain_context:
