@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .results import TOTAL_NAME, Endpoint, Run
+from .results import PERCENTILE_COLUMNS, TOTAL_NAME, Endpoint, Run
 from .sla import FAIL, GateResult, SlaSpec, Verdict, evaluate
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ check): about one check in a million, so a day of checks every second stays belo
 of a service exactly at its budget, and far below for one inside it."""
 CHECK_INTERVAL = 1.0
 MEAN_Z = 4.753  # the one-sided normal quantile of 1 - ALPHA
-PERCENTILE_OF = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
+PERCENTILE_OF = {metric: float(column.rstrip("%")) for metric, column in PERCENTILE_COLUMNS.items()}
+"""The percentile of each percentile metric ("p95_ms": 95.0), from the gate's own table of them."""
 
 
 def kl_bernoulli(q: float, p: float) -> float:
