@@ -125,6 +125,7 @@ typedef struct {
 enum {
   PAUSE_NONE,
   PAUSE_DELAY,          /* /delay: the timer will answer */
+  PAUSE_STALL,          /* a stall of the whole server (--stall-every): the timer resumes parsing */
   PAUSE_WRITE,          /* a large /bytes body is being written */
   PAUSE_NEVER           /* /fault/never: input is discarded until the client closes */
 };
@@ -186,6 +187,11 @@ struct conn_s {
 
 struct server_s {
   uv_loop_t loop;
+  /* --stall-every/--stall-for: the last stall_for_ns of every stall_every_ns since start_ns, no request is
+   * taken up; each waits for the stall's end (0: never). */
+  uint64_t stall_every_ns;
+  uint64_t stall_for_ns;
+  uint64_t start_ns;
   uv_tcp_t listener;
   uv_signal_t sigint;
   uv_signal_t sigterm;
@@ -1031,6 +1037,36 @@ static void conn_request_reset(conn_t *c) {
   c->chunk_trailer = 0;
 }
 
+static void conn_stall_cb(uv_timer_t *timer);
+
+/* When a stall is on at now, the uv_hrtime() at which it ends; else 0. A server starts healthy: the first
+ * stall is the end of the first period. */
+static uint64_t server_stall_end(const server_t *s, uint64_t now) {
+  uint64_t phase;
+
+  if (s->stall_every_ns == 0 || now < s->start_ns)
+    return 0;
+  phase = (now - s->start_ns) % s->stall_every_ns;
+  return phase >= s->stall_every_ns - s->stall_for_ns ? now + (s->stall_every_ns - phase) : 0;
+}
+
+/* Holds a connection's next request until the stall ends: its bytes stay in the input, parsed on resume. */
+static int conn_stall(conn_t *c) {
+  uint64_t end = server_stall_end(c->server, uv_hrtime());
+
+  if (end == 0)
+    return 0;
+  if (!c->timer_inited) {
+    uv_timer_init(&c->server->loop, &c->timer);
+    c->timer.data = c;
+    c->timer_inited = 1;
+  }
+  c->pause = PAUSE_STALL;
+  c->delay_due_ns = end;
+  uv_timer_start(&c->timer, conn_stall_cb, (end - uv_hrtime()) / 1000000u, 0);
+  return 1;
+}
+
 /* Handles the complete requests at the start of p[0..*len) and returns how many bytes they took. Parsing stops
  * early when the connection pauses or is to be closed; the caller keeps what is left. */
 static size_t conn_process(conn_t *c, char *p, size_t *len) {
@@ -1053,6 +1089,8 @@ static size_t conn_process(conn_t *c, char *p, size_t *len) {
         off++;
         continue;
       }
+      if (c->head_scan == 0 && s->stall_every_ns != 0 && conn_stall(c))
+        break;
       head = head_find_end(q, n < TS_MAX_HEADER_BYTES ? n : TS_MAX_HEADER_BYTES, &c->head_scan);
       if (head == 0) {
         if (n >= TS_MAX_HEADER_BYTES)
@@ -1959,6 +1997,21 @@ static void conn_delay_cb(uv_timer_t *timer) {
   conn_resume(c);
 }
 
+static void conn_stall_cb(uv_timer_t *timer) {
+  conn_t *c = timer->data;
+
+  if (c->closing || c->pause != PAUSE_STALL)
+    return;
+  if (uv_hrtime() < c->delay_due_ns) { /* early: the rest of the stall, a millisecond at most */
+    uv_timer_start(&c->timer, conn_stall_cb, 1, 0);
+    return;
+  }
+  c->pause = PAUSE_NONE;
+  conn_resume(c);
+  if (!c->closing && !c->reading && c->pause == PAUSE_NONE && c->in.len < TS_PAUSED_INPUT_MAX)
+    conn_read_start(c);
+}
+
 /* ---- connection input ---- */
 
 static void conn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
@@ -2235,10 +2288,11 @@ PyDoc_STRVAR(serve_doc,
              "and the function returns None.");
 
 static PyObject *testserver_serve(PyObject *module, PyObject *args, PyObject *kwargs) {
-  static char *keywords[] = {"host", "port", "ready_fd", NULL};
+  static char *keywords[] = {"host", "port", "ready_fd", "stall_every_ms", "stall_for_ms", NULL};
   const char *host;
   int port;
   int ready_fd = -1;
+  unsigned long long stall_every_ms = 0, stall_for_ms = 0;
   server_t *s;
   struct sigaction old_int;
   struct sigaction old_term;
@@ -2246,8 +2300,13 @@ static PyObject *testserver_serve(PyObject *module, PyObject *args, PyObject *kw
   struct sigaction ignore;
   int rc;
 
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "si|i:serve", keywords, &host, &port, &ready_fd))
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "si|iKK:serve", keywords, &host, &port, &ready_fd, &stall_every_ms,
+                                   &stall_for_ms))
     return NULL;
+  if (stall_for_ms > stall_every_ms || stall_every_ms > TS_MAX_DELAY_MS || (stall_every_ms && !stall_for_ms)) {
+    PyErr_SetString(PyExc_ValueError, "a stall lasts more than 0 ms and at most its period (up to an hour)");
+    return NULL;
+  }
   if (port < 0 || port > 65535) {
     PyErr_SetString(PyExc_ValueError, "port must be in 0..65535");
     return NULL;
@@ -2268,6 +2327,9 @@ static PyObject *testserver_serve(PyObject *module, PyObject *args, PyObject *kw
     return error_from_uv(rc);
   }
 
+  s->stall_every_ns = stall_every_ms * 1000000u;
+  s->stall_for_ns = stall_for_ms * 1000000u;
+  s->start_ns = uv_hrtime();
   rc = server_listen(s, host, &port);
   if (rc == 0 && ready_fd >= 0)
     rc = server_announce(ready_fd, port);

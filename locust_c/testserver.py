@@ -37,6 +37,9 @@ connection. Routes (any method; HEAD gets the headers only):
 ``/__stats/reset``              zero the counters; peaks restart from the current values
 ==============================  ==========================================================================
 
+``--stall-every S --stall-for MS`` (``TestServer(stall_every=S, stall_for_ms=MS)``) makes the whole server stall for
+the last MS milliseconds of every S seconds: a request that arrives during a stall waits for its end.
+
 Malformed requests get 400 and a close; a header block over 64 KiB gets 431, a body over 16 MiB 413.
 """
 
@@ -96,8 +99,13 @@ def _exit_on_stdin_eof() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, exit_on_stdin_eof: bool = False) -> None:
-    """Run the server in this thread until SIGINT or SIGTERM, printing the ready line once it is bound."""
+def serve(host: str = "127.0.0.1", port: int = 0, exit_on_stdin_eof: bool = False, stall_every: float = 0.0,
+          stall_for_ms: int = 0) -> None:
+    """Run the server in this thread until SIGINT or SIGTERM, printing the ready line once it is bound.
+
+    ``stall_every`` seconds (0: never), the server stalls for its last ``stall_for_ms`` milliseconds: a request
+    that arrives then (``/__stats`` too) waits for the stall's end, as behind a garbage collector's pause or a
+    blocked event loop. The first stall ends the first period after the start."""
     from locust_c._testserver import serve as c_serve
 
     read_fd, write_fd = os.pipe()
@@ -120,7 +128,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, exit_on_stdin_eof: bool = Fals
     if exit_on_stdin_eof:
         start_new_thread(_exit_on_stdin_eof, ())
     try:
-        c_serve(host, port, write_fd)
+        c_serve(host, port, write_fd, round(stall_every * 1000), stall_for_ms)
     finally:
         os.close(write_fd)
 
@@ -130,11 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m locust_c.testserver", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default: 0)")
+    parser.add_argument("--stall-every", type=float, default=0.0, metavar="S",
+                        help="stall the whole server once every S seconds (default: never)")
+    parser.add_argument("--stall-for", type=int, default=0, metavar="MS",
+                        help="for the last MS milliseconds of each period: requests wait for its end")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="stop when standard input is closed (TestServer uses it so the server dies with it)")
     args = parser.parse_args(argv)
+    if bool(args.stall_every) != bool(args.stall_for) or not 0 <= args.stall_for <= args.stall_every * 1000:
+        parser.error("--stall-every S and --stall-for MS go together, the stall no longer than its period")
     try:
-        serve(args.host, args.port, args.exit_on_stdin_eof)
+        serve(args.host, args.port, args.exit_on_stdin_eof, args.stall_every, args.stall_for)
     except OSError as exc:
         print(f"locust-c test server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -199,8 +213,10 @@ class TestServer:
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, cpu: int | None = None,
-                 ready_timeout: float = 30.0) -> None:
+                 ready_timeout: float = 30.0, stall_every: float = 0.0, stall_for_ms: int = 0) -> None:
         self.host = host
+        self.stall_every = stall_every
+        self.stall_for_ms = stall_for_ms
         self.port = port
         self.cpu = cpu
         self.ready_timeout = ready_timeout
@@ -225,6 +241,8 @@ class TestServer:
             raise RuntimeError("TestServer already started")
         cmd = [sys.executable, "-m", "locust_c.testserver", "--host", self.host, "--port", str(self.port),
                "--exit-on-stdin-eof"]
+        if self.stall_every:
+            cmd += ["--stall-every", f"{self.stall_every:g}", "--stall-for", str(self.stall_for_ms)]
         taskset = shutil.which("taskset") if self.cpu is not None else None
         if taskset is not None:
             cmd = [taskset, "-c", str(self.cpu), *cmd]

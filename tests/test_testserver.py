@@ -819,3 +819,36 @@ def test_server_dies_with_a_killed_parent():
         parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+# ---- --stall-every / --stall-for ----
+
+
+def test_a_stalling_server_holds_every_request_that_arrives_during_a_stall():
+    """Stall 300 ms at the end of every second: one request every 20 ms on a keep-alive connection sees each
+    stall once, waiting for its end; the requests between stalls are not held."""
+    from conftest import load_testserver_module
+
+    with load_testserver_module().TestServer(stall_every=1.0, stall_for_ms=300) as server:
+        waits, started = [], time.monotonic()
+        with Conn(server) as conn:
+            while time.monotonic() - started < 2.5:
+                sent = time.monotonic()
+                conn.request("GET", "/")
+                assert conn.read_response().status == 200
+                waits.append(time.monotonic() - sent)
+                time.sleep(0.02)
+    held = [w for w in waits if w >= 0.1]
+    # 2.5 s from about the server's start cross the stalls that end at 1 s and 2 s: each holds one request
+    # (the client sends the next one only after the answer), for at most the stall's 300 ms.
+    assert len(held) == 2, waits
+    assert all(w <= 0.3 + 0.1 for w in held), held
+    assert len(waits) - len(held) > 20
+
+
+@pytest.mark.parametrize("args", [["--stall-every", "1"], ["--stall-for", "100"],
+                                  ["--stall-every", "1", "--stall-for", "2000"]])
+def test_a_stall_needs_both_options_and_fits_its_period(args):
+    run = subprocess.run([sys.executable, "-m", "locust_c.testserver", "--port", "0", *args], capture_output=True,
+                         text=True, timeout=30, cwd=PACKAGE_ROOT)
+    assert run.returncode == 2 and "--stall-every S and --stall-for MS go together" in run.stderr
