@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = ["FastCUser", "FastCSession", "FastCResponse", "FastCRequest", "ResponseContextManager", "ClientPool",
-           "__version__"]
+           "arrival_rate", "__version__"]
 
 _LAZY = {
     "FastCUser": "user",
@@ -24,9 +24,11 @@ _LAZY = {
     "FastCRequest": "session",
     "ResponseContextManager": "session",
     "ClientPool": "session",
+    "arrival_rate": "arrival",
 }
 
 if TYPE_CHECKING:
+    from .arrival import arrival_rate
     from .session import ClientPool, FastCRequest, FastCResponse, FastCSession, ResponseContextManager
     from .user import FastCUser
 
