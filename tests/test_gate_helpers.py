@@ -109,3 +109,21 @@ def test_the_shop_serves_and_stops() -> None:
             assert response.status == 200
             assert len(json.load(response)) == 20
     assert proc.returncode is not None
+
+
+def test_the_shop_stalls_on_request() -> None:
+    """--stall-every 1 --stall-for 300: a request every 20 ms for 2.5 s meets the two stalls, each holding one
+    request (the next goes out after the answer) for at most the stall."""
+    import time
+
+    waits = []
+    with shop("--stall-every", "1", "--stall-for", "300") as (url, _):
+        started = time.monotonic()
+        while time.monotonic() - started < 2.5:
+            sent = time.monotonic()
+            with urllib.request.urlopen(url + "/api/products", timeout=5) as response:
+                assert response.status == 200
+            waits.append(time.monotonic() - sent)
+            time.sleep(0.02)
+    held = [w for w in waits if w >= 0.1]
+    assert 1 <= len(held) <= 2 and all(w <= 0.4 for w in held), waits

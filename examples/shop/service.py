@@ -10,6 +10,8 @@ Endpoints:
     GET  /health/ready        {"status": "starting"} for the first --warmup seconds, then {"status": "ready"}
 
 With ``--leak-kb-per-request N`` every request keeps N KB in a list that is never emptied, for the leak hunter demo.
+With ``--stall-every S --stall-for MS`` the whole shop stalls for the last MS milliseconds of every S seconds (as the
+C test server does): a request that arrives then waits for the stall's end, for the open-model demo.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class ShopServer(ThreadingHTTPServer):
         self.order_error_ratio = options.order_error_ratio
         self.search_tail_ratio, self.search_tail_ms = options.search_tail_ratio, options.search_tail_ms
         self.leak_bytes = int(options.leak_kb_per_request * 1024)
+        self.stall_every, self.stall_for = options.stall_every, options.stall_for / 1000
         self.leaked: list[bytes] = []  # appended to from the handler threads; list.append is atomic
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -99,7 +102,12 @@ class ShopServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
     def on_request(self) -> None:
-        """Keep ``--leak-kb-per-request`` KB forever (written to, so the pages really are resident)."""
+        """Wait out a stall, and keep ``--leak-kb-per-request`` KB forever (written to, so the pages really are
+        resident)."""
+        if self.stall_every:
+            phase = (time.monotonic() - self.started) % self.stall_every
+            if phase >= self.stall_every - self.stall_for:
+                time.sleep(self.stall_every - phase)
         if self.leak_bytes:
             self.leaked.append(b"L" * self.leak_bytes)
 
@@ -122,7 +130,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--leak-kb-per-request", type=float, default=0, help="KB kept forever per request (default 0: no leak)"
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--stall-every", type=float, default=0.0, metavar="S",
+                        help="stall the whole shop once every S seconds (default: never)")
+    parser.add_argument("--stall-for", type=float, default=0.0, metavar="MS",
+                        help="for the last MS milliseconds of each period: requests wait for its end")
+    options = parser.parse_args(argv)
+    if bool(options.stall_every) != bool(options.stall_for) or \
+            not 0 <= options.stall_for <= options.stall_every * 1000:
+        parser.error("--stall-every S and --stall-for MS go together, the stall no longer than its period")
+    return options
 
 
 def main(argv: list[str] | None = None) -> None:
