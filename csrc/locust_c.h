@@ -285,6 +285,7 @@ struct request_s {
   uint64_t started_ms; /* loop time its first hop started: request_timeout counts from here */
   jar_t *hop_jar;      /* a client without a jar: the cookies its hops set, for the next hops (request.c) */
   double done_time; /* wall clock (seconds since the epoch) when the last byte arrived */
+  double due_time;  /* wall clock when the iteration that sent it was due (arrival_rate), 0 for none */
   buf_t head; /* header block of the last response */
   buf_t redirects_head; /* the header blocks of the redirects followed before it, one after the other */
   buf_t content;

@@ -447,6 +447,7 @@ PyObject *client_obj_submit(ClientObject *self, PyObject *const *args, Py_ssize_
     PyBuffer_Release(&body);
   }
   req->flags = (int)flags;
+  req->due_time = self->due;
   req->retries_left = self->client->opts.max_retries;
   req->client = self->client;
   req->id = next_request_id++;
@@ -516,6 +517,13 @@ static PyGetSetDef client_getset[] = {
     {NULL},
 };
 
+static PyMemberDef client_members[] = {
+    {"due", T_DOUBLE, offsetof(ClientObject, due), 0,
+     "When the iteration now running was due (UNIX seconds), 0 for none: the requests submitted carry it, and "
+     "their endpoints record the latency from it (Endpoint.corrected)."},
+    {NULL},
+};
+
 static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(engine, connect_timeout=60.0, read_timeout=60.0, timeout=0.0, max_redirects=30, "
                 "max_retries=0, max_connections=10, insecure=True, http2=False, proxy=None, user_agent=None, "
@@ -527,6 +535,7 @@ static PyType_Slot client_slots[] = {
     {Py_tp_dealloc, client_dealloc},
     {Py_tp_methods, client_methods},
     {Py_tp_getset, client_getset},
+    {Py_tp_members, client_members},
     {0, NULL},
 };
 

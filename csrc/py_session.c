@@ -27,6 +27,7 @@ typedef struct {
   PyObject *names;         /* _names: the lower-case names of _headers, as of _lines_version */
   PyObject *jar;           /* _jar: a pooled user's own cookies, or None */
   PyObject *reporter;      /* _reporter: the RequestReporter */
+  double due;              /* _due: when the user's iteration now running was due (arrival_rate), 0 for none */
 } SessionObject;
 
 typedef struct {
@@ -533,6 +534,7 @@ static PyObject *session_send(module_state_t *st, SessionObject *self, int m, Py
   submit[4] = body;
   submit[5] = flags_obj;
   submit[6] = endpoint;
+  client->due = self->due;
   if ((id = client_obj_submit(client, submit, 7)) == NULL) goto done;
   if (handle_expect(st, self, client->engine) < 0) goto done;
 
@@ -696,6 +698,7 @@ static PyMemberDef session_members[] = {
     {"_names", T_OBJECT, offsetof(SessionObject, names), 0, NULL},
     {"_jar", T_OBJECT, offsetof(SessionObject, jar), 0, NULL},
     {"_reporter", T_OBJECT, offsetof(SessionObject, reporter), 0, NULL},
+    {"_due", T_DOUBLE, offsetof(SessionObject, due), 0, NULL},
     {NULL},
 };
 

@@ -280,7 +280,8 @@ static PyObject *endpoint_new(PyTypeObject *type, PyObject *args, PyObject *kwar
   self->name = Py_NewRef(name);
   self->target = Py_NewRef(target);
   self->hist = histogram_create(st->histogram_type);
-  if (self->hist == NULL) {
+  self->corrected = self->hist ? histogram_create(st->histogram_type) : NULL;
+  if (self->corrected == NULL) {
     Py_DECREF(self);
     return NULL;
   }
@@ -307,15 +308,28 @@ static void endpoint_dealloc(EndpointObject *self) {
   Py_XDECREF(self->name);
   Py_XDECREF(self->hist);
   Py_XDECREF(self->unsent);
+  Py_XDECREF(self->corrected);
+  Py_XDECREF(self->corrected_unsent);
   stats_delta_free(&self->delta);
   tp->tp_free(self);
   Py_DECREF(tp);
 }
 
-/* Records one finished request: always in the histograms, and in the Locust delta when asked. */
+/*
+ * Records one finished request: always in the histograms, and in the Locust delta when asked. A request of an
+ * iteration that was due at a given time also records the latency from that time to its last byte, as wrk2
+ * measures it; never less than its own response time, which a wall clock stepped back would otherwise give.
+ */
 int endpoint_record(EndpointObject *self, request_t *req, int batch) {
   hist_record(self->hist->hist, (uint64_t)req->total_us);
   if (self->unsent != NULL) hist_record(self->unsent->hist, (uint64_t)req->total_us);
+  if (LC_UNLIKELY(req->due_time > 0)) {
+    double since_due_us = (req->done_time - req->due_time) * 1e6;
+    uint64_t corrected = since_due_us > (double)req->total_us ? (uint64_t)(since_due_us + 0.5)
+                                                              : (uint64_t)req->total_us;
+    hist_record(self->corrected->hist, corrected);
+    if (self->corrected_unsent != NULL) hist_record(self->corrected_unsent->hist, corrected);
+  }
   if (!batch) return 0;
   return stats_delta_record(&self->delta, (double)req->total_us / 1000.0, req->content.len, req->done_time);
 }
@@ -364,10 +378,11 @@ fail:
 
 /* A worker's endpoints also keep what they recorded since the last report to the master (see stats.py). */
 static PyObject *endpoint_track_unsent(EndpointObject *self, PyObject *unused) {
-  if (self->unsent == NULL) {
-    module_state_t *st = PyType_GetModuleState(Py_TYPE(self));
-    if ((self->unsent = histogram_create(st->histogram_type)) == NULL) return NULL;
-  }
+  module_state_t *st = PyType_GetModuleState(Py_TYPE(self));
+  if (self->unsent == NULL && (self->unsent = histogram_create(st->histogram_type)) == NULL) return NULL;
+  if (self->corrected_unsent == NULL &&
+      (self->corrected_unsent = histogram_create(st->histogram_type)) == NULL)
+    return NULL;
   Py_RETURN_NONE;
 }
 
@@ -386,6 +401,11 @@ static PyMemberDef endpoint_members[] = {
     {"hist", T_OBJECT, offsetof(EndpointObject, hist), READONLY, "Histogram of every request since the reset."},
     {"unsent", T_OBJECT, offsetof(EndpointObject, unsent), READONLY,
      "Histogram since the last worker report, or None (see track_unsent())."},
+    {"corrected", T_OBJECT, offsetof(EndpointObject, corrected), READONLY,
+     "Histogram of the corrected latencies since the reset: from when each request's iteration was due "
+     "(Client.due) to its last byte; only requests that carried a due time."},
+    {"corrected_unsent", T_OBJECT, offsetof(EndpointObject, corrected_unsent), READONLY,
+     "The corrected latencies since the last worker report, or None (see track_unsent())."},
     {"dirty", T_INT, offsetof(EndpointObject, dirty), READONLY, "True while a delta waits for take()."},
     {NULL},
 };

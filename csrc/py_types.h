@@ -76,6 +76,10 @@ typedef struct {
   PyObject *target;          /* whatever the Python side wants to find the Locust entry by */
   HistogramObject *hist;     /* every request since the last reset */
   HistogramObject *unsent;   /* since the last worker report */
+  /* The corrected latencies, from when each request's iteration was due to its last byte (arrival_rate's
+   * requests only), since the last reset and since the last worker report. */
+  HistogramObject *corrected;
+  HistogramObject *corrected_unsent;
   int dirty;
   stats_delta_t delta;
 } EndpointObject;
@@ -97,6 +101,7 @@ typedef struct {
   EngineObject *engine;
   client_t *client;
   int closed;
+  double due; /* the due time the next submit carries (request_t.due_time), set by the session */
 } ClientObject;
 
 typedef struct {

@@ -1159,6 +1159,7 @@ class FastCSession(_engine.Session):
             flags |= _BATCH
         start_time = time.time()
         waiter = Waiter()
+        client.due = self._due
         if extras is None:
             request_id = client.submit(waiter, method, full_url, lines, body, flags, endpoint)
         else:

@@ -38,6 +38,9 @@ they report): locust-c's stand-in for Locust's ``--otel`` listener. Ids, so that
 listener's ``__eq__``/``__hash__``; whoever adds one keeps the listener alive."""
 _RUNNER_LISTENER = "Runner.__init__.<locals>.on_request"
 PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p95_ms", 95.0), ("p99_ms", 99.0), ("p999_ms", 99.9))
+CORRECTED = tuple((key.replace("_ms", "_corrected_ms"), p) for key, p in PERCENTILES)
+"""The corrected latencies' percentiles (``p99_corrected_ms``): from when each request's iteration was due to its
+last byte, for the requests of ``arrival_rate`` users (see :mod:`locust_c.arrival`)."""
 BUCKETS_MS: tuple[float, ...] = (
     0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000,
 )
@@ -79,9 +82,9 @@ class StatsBridge:
         """Empty every endpoint's histograms, as Locust has just emptied its table."""
         self.generation += 1
         for ep in self.endpoints.values():
-            ep.hist.reset()
-            if ep.unsent is not None:
-                ep.unsent.reset()
+            for hist in (ep.hist, ep.unsent, ep.corrected, ep.corrected_unsent):
+                if hist is not None:
+                    hist.reset()
 
     @classmethod
     def of(cls, stats: RequestStats) -> StatsBridge:
@@ -235,7 +238,8 @@ def locust_stats(environment: Environment) -> RequestStats:
 # ---- exact percentiles -----------------------------------------------------------------------------------------
 
 
-def _row(method: str, name: str, entry: StatsEntry | None, hist: Any, duration: float) -> dict[str, Any]:
+def _row(method: str, name: str, entry: StatsEntry | None, hist: Any, duration: float,
+         corrected: Any = None) -> dict[str, Any]:
     count = entry.num_requests if entry is not None else hist.count
     failures = entry.num_failures if entry is not None else 0
     row: dict[str, Any] = {
@@ -258,6 +262,9 @@ def _row(method: str, name: str, entry: StatsEntry | None, hist: Any, duration: 
     else:
         row.update(mean_ms=None, min_ms=None, max_ms=None, **{key: None for key, _ in PERCENTILES})
         row["source"] = "locust"
+    if corrected is not None and corrected.count:
+        row.update({key: corrected.percentile(p) / 1000.0 for key, p in CORRECTED})
+        row["max_corrected_ms"] = corrected.max / 1000.0
     return row
 
 
@@ -276,25 +283,30 @@ def snapshot(environment: Environment) -> dict[str, Any]:
     keys = set(stats.entries) | {(name, method) for (method, name) in bridge.endpoints}
     for name, method in sorted(keys, key=lambda k: (k[0], k[1] or "")):
         ep = bridge.endpoints.get((method, name))
-        rows.append(_row(method or "", name, stats.entries.get((name, method)), ep.hist if ep else None, duration))
-    total_hist = _engine.Histogram()
+        rows.append(_row(method or "", name, stats.entries.get((name, method)), ep.hist if ep else None, duration,
+                         ep.corrected if ep else None))
+    total_hist, total_corrected = _engine.Histogram(), _engine.Histogram()
     covered = 0
     for ep in bridge.endpoints.values():
         total_hist.merge(ep.hist)
+        total_corrected.merge(ep.corrected)
         covered += ep.hist.count
     exact_total = covered and covered == stats.total.num_requests
-    total = _row("", "Aggregated", stats.total, total_hist if exact_total else None, duration)
+    total = _row("", "Aggregated", stats.total, total_hist if exact_total else None, duration, total_corrected)
     return {"endpoints": rows, "total": total, "start_time": start, "duration_s": duration}
 
 
 def worker_payload(environment: Environment) -> list[tuple[str, str, tuple]]:
-    """The histogram counts recorded since the last report, for a worker to send to its master."""
+    """The histogram counts recorded since the last report, for a worker to send to its master: (method, name,
+    service times, corrected latencies or None)."""
     stats = locust_stats(environment)
     out = []
     for (method, name), ep in StatsBridge.of(stats).endpoints.items():
         if ep.unsent is not None and ep.unsent.count:
-            out.append((method, name, ep.unsent.sparse()))
+            corrected = ep.corrected_unsent
+            out.append((method, name, ep.unsent.sparse(), corrected.sparse() if corrected.count else None))
             ep.unsent.reset()
+            corrected.reset()
     return out
 
 
@@ -302,5 +314,8 @@ def merge_worker_payload(environment: Environment, payload: list) -> None:
     """Add a worker's histogram counts to the master's."""
     stats = locust_stats(environment)
     bridge = StatsBridge.of(stats)
-    for method, name, sparse in payload:
-        bridge.endpoint(method, name).hist.add_sparse(tuple(sparse))
+    for method, name, sparse, *corrected in payload:
+        ep = bridge.endpoint(method, name)
+        ep.hist.add_sparse(tuple(sparse))
+        if corrected and corrected[0] is not None:
+            ep.corrected.add_sparse(tuple(corrected[0]))

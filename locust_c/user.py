@@ -120,6 +120,16 @@ class FastCUser(User, RestMixin):
             self.wait_time = wait_time_then_set_aside
 
     def run(self) -> None:
+        if getattr(type(self).wait_time, "locust_c_arrival", False):
+            # Locust runs a user's first task before any wait: an open model's first iteration is due on the
+            # schedule like every other one, so it waits after on_start (a user's setup is not an iteration).
+            on_start = self.on_start
+
+            def on_start_then_wait() -> None:
+                on_start()
+                self.wait()
+
+            self.on_start = on_start_then_wait  # type: ignore[method-assign]
         # on_stop runs inside User.run and may still make requests: close the connections after it.
         try:
             super().run()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .results import PERCENTILE_COLUMNS, TOTAL_NAME, Endpoint, Run
-from .sla import FAIL, GateResult, SlaSpec, Verdict, evaluate
+from .sla import CORRECTED_METRICS, FAIL, GateResult, SlaSpec, Verdict, evaluate
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -38,6 +38,7 @@ CHECK_INTERVAL = 1.0
 MEAN_Z = 4.753  # the one-sided normal quantile of 1 - ALPHA
 PERCENTILE_OF = {metric: float(column.rstrip("%")) for metric, column in PERCENTILE_COLUMNS.items()}
 """The percentile of each percentile metric ("p95_ms": 95.0), from the gate's own table of them."""
+CORRECTED_OF = {metric.replace("_ms", "_corrected_ms"): p for metric, p in PERCENTILE_OF.items()}
 
 
 def kl_bernoulli(q: float, p: float) -> float:
@@ -66,6 +67,7 @@ class _Series:
     hist: Any  # an _engine.Histogram
     requests: int
     failures: int
+    corrected: Any = None  # the corrected latencies' Histogram, None for an endpoint without due times
 
 
 @dataclass
@@ -85,13 +87,15 @@ class Window:
     def total(self) -> _Series:
         from .. import _engine
 
-        hist = _engine.Histogram()
+        hist, corrected = _engine.Histogram(), _engine.Histogram()
         requests = failures = 0
         for series in self.endpoints.values():
             hist.merge(series.hist)
+            if series.corrected is not None:
+                corrected.merge(series.corrected)
             requests += series.requests
             failures += series.failures
-        return _Series(hist, requests, failures)
+        return _Series(hist, requests, failures, corrected if corrected.count else None)
 
     def run(self) -> Run:
         """The window as a :class:`Run` that the end-of-run gate can evaluate."""
@@ -107,6 +111,11 @@ def _endpoint(method: str, name: str, series: _Series, span_s: float) -> Endpoin
         e.mean_ms, e.min_ms, e.max_ms = hist.sum / hist.count / 1000, hist.min / 1000, hist.max / 1000
         for metric, percent in PERCENTILE_OF.items():
             setattr(e, metric, hist.percentile(percent) / 1000)
+    corrected = series.corrected
+    if corrected is not None and corrected.count:
+        for metric, percent in CORRECTED_OF.items():
+            setattr(e, metric, corrected.percentile(percent) / 1000)
+        e.max_corrected_ms = corrected.max / 1000
     return e
 
 
@@ -121,6 +130,10 @@ def _rounded_from(ms: float) -> float:
 def doubtless(verdict: Verdict, series: _Series) -> bool:
     """Whether a breached budget's breach in this window is beyond doubt (see the module's docstring)."""
     metric, limit, hist = verdict.metric, verdict.budget, series.hist
+    if metric in CORRECTED_METRICS:  # the same tests on the corrected latencies
+        if series.corrected is None:
+            return False
+        metric, hist = metric.replace("_corrected", ""), series.corrected
     if metric == "error_rate":
         return beyond_doubt(series.failures, series.requests, limit)
     if metric in PERCENTILE_OF:
@@ -168,13 +181,15 @@ class LiveGate:
         for (name, method), entry in stats.entries.items():
             key = (method or "", name)
             ep = bridge.endpoints.get(key)
+            corrected = None
             if ep is not None and ep.hist.count:
                 hist = ep.hist.copy()
+                corrected = ep.corrected.copy() if ep.corrected.count else None
             else:
                 hist = _engine.Histogram()
                 for ms, count in entry.response_times.items():
                     hist.record(int(_rounded_from(ms) * 1000), count)
-            endpoints[key] = _Series(hist, entry.num_requests, entry.num_failures)
+            endpoints[key] = _Series(hist, entry.num_requests, entry.num_failures, corrected)
         return _Snapshot(time.monotonic(), bridge.generation, endpoints)
 
     def window(self, now: _Snapshot) -> Window | None:
@@ -190,10 +205,13 @@ class LiveGate:
         for key, series in now.endpoints.items():
             old = then.endpoints.get(key)
             hist = series.hist.copy()
+            corrected = series.corrected.copy() if series.corrected is not None else None
             requests, failures = series.requests, series.failures
             if old is not None:
                 try:
                     hist.subtract(old.hist)
+                    if corrected is not None and old.corrected is not None:
+                        corrected.subtract(old.corrected)
                 except ValueError:  # not contained: the statistics were reset in a way the count did not show
                     return None
                 if old.requests > requests:
@@ -201,7 +219,8 @@ class LiveGate:
                 requests -= old.requests
                 failures -= old.failures
             if requests:
-                window.endpoints[key] = _Series(hist, requests, failures)
+                window.endpoints[key] = _Series(hist, requests, failures,
+                                                corrected if corrected is not None and corrected.count else None)
         return window
 
     def check(self) -> GateResult | None:

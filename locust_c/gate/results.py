@@ -47,6 +47,14 @@ class Endpoint:
     p95_ms: float | None = None
     p99_ms: float | None = None
     p999_ms: float | None = None
+    # The corrected latencies of an open-model run (locust_c.arrival): from when each request's iteration was
+    # due to its last byte. None in a closed-model run, which has no due times.
+    p50_corrected_ms: float | None = None
+    p90_corrected_ms: float | None = None
+    p95_corrected_ms: float | None = None
+    p99_corrected_ms: float | None = None
+    p999_corrected_ms: float | None = None
+    max_corrected_ms: float | None = None
 
     @property
     def key(self) -> str:
@@ -157,7 +165,7 @@ def _endpoint_from_dict(data: Any, where: str, path: str) -> Endpoint:
     values: dict[str, Any] = {"method": data["method"], "name": data["name"]}
     for key in known - {"method", "name"}:
         if key in data:
-            nullable = key.startswith("p") and key.endswith("_ms")
+            nullable = (key.startswith("p") and key.endswith("_ms")) or key == "max_corrected_ms"
             values[key] = _number(data[key], f"{where}.{key}", path, allow_none=nullable)
     values["num_requests"] = int(values["num_requests"])
     values["num_failures"] = int(values["num_failures"])
