@@ -18,6 +18,7 @@ import math
 import random
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,11 @@ DEFAULT_MAX_LAG = 1.0
 
 @dataclass
 class ArrivalSchedule:
-    """The due times of one stream of iterations: ``rate`` per second, evenly spaced or Poisson."""
+    """The due times of one stream of iterations: ``rate`` per second, evenly spaced or Poisson.
+
+    Every due time from the first to the end of the test is, in the end, one of: *issued* (a user ran it, *late*
+    when after its due time), *dropped* (no user was free within ``max_lag`` of it) or *unstarted* (due within
+    ``max_lag`` of the end, when no user was free before the test ended)."""
 
     rate: float
     poisson: bool = False
@@ -39,7 +44,9 @@ class ArrivalSchedule:
     issued: int = 0  # iterations handed to a user
     late: int = 0  # of them, started after their due time (within max_lag)
     dropped: int = 0  # iterations more than max_lag late when a user was free: never run
-    tally: Any = None  # the ArrivalTally of its user class
+    unstarted: int = 0  # due before the end of the test, but less than max_lag before it, and never run
+    tally: Any = None  # the ArrivalTally of its user class, which take() and finish() keep up to date
+    waiting: deque[float] = field(default_factory=deque)  # the due times issued that are still ahead
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -51,27 +58,63 @@ class ArrivalSchedule:
         """Seconds from one due time to the next."""
         return self.rng.expovariate(self.rate) if self.poisson else 1.0 / self.rate
 
+    def _skip(self, until: float) -> int:
+        """Move the next due time past every one before ``until``; how many it passed."""
+        assert self.next is not None
+        if self.next >= until:
+            return 0
+        if self.poisson:
+            passed = 0
+            while self.next < until:
+                self.next += self.gap()
+                passed += 1
+            return passed
+        # The due times strictly before until (the float product is a hair off an exact multiple).
+        passed = max(1, math.ceil((until - self.next) * self.rate - 1e-9))
+        self.next += passed / self.rate
+        return passed
+
     def take(self, now: float) -> float:
         """The due time of the iteration a user free at ``now`` runs next; drops the ones too late to run."""
         if self.next is None:
             self.next = now
-        oldest = now - self.max_lag
-        if self.next < oldest:
-            if self.poisson:
-                while self.next < oldest:
-                    self.next += self.gap()
-                    self.dropped += 1
-            else:
-                # The due times strictly before oldest (the float product is a hair off an exact multiple).
-                missed = max(1, math.ceil((oldest - self.next) * self.rate - 1e-9))
-                self.next += missed / self.rate
-                self.dropped += missed
+        dropped = self._skip(now - self.max_lag)
         due = self.next
         self.next += self.gap()
+        late = due < now
         self.issued += 1
-        if due < now:
-            self.late += 1
+        self.dropped += dropped
+        self.late += late
+        waiting = self.waiting
+        while waiting and waiting[0] <= now:
+            waiting.popleft()
+        if not late:
+            waiting.append(due)
+        tally = self.tally
+        if tally is not None:
+            tally.issued += 1
+            tally.dropped += dropped
+            tally.late += late
+            if not tally.first_due or due < tally.first_due:
+                tally.first_due = due
         return due
+
+    def finish(self, now: float) -> None:
+        """The test ended at ``now``: the iterations issued for later never ran, and the due times before it that
+        no user took are dropped (or unstarted, within ``max_lag`` of the end)."""
+        if self.next is None:
+            return
+        ahead = sum(1 for due in self.waiting if due > now)
+        self.waiting.clear()
+        dropped = self._skip(now - self.max_lag)
+        unstarted = self._skip(now)
+        self.issued -= ahead
+        self.dropped += dropped
+        self.unstarted += unstarted
+        if self.tally is not None:
+            self.tally.issued -= ahead
+            self.tally.dropped += dropped
+            self.tally.unstarted += unstarted
 
 
 @dataclass
@@ -84,16 +127,25 @@ class ArrivalTally:
     issued: int = 0
     late: int = 0
     dropped: int = 0
+    unstarted: int = 0
     busy_s: float = 0.0  # the seconds users spent running the iterations that ended (from start to the next wait)
     ended: int = 0  # iterations that ended
+    first_due: float = 0.0  # the first iteration's due time (UNIX seconds), 0 before it
+    end: float = 0.0  # when the test stopped (the schedule's end), 0 while it runs
 
     def add(self, other: dict[str, float]) -> None:
-        for key in ("rate", "issued", "late", "dropped", "busy_s", "ended"):
+        """Add another process's tally (a worker's, as :meth:`to_dict` gives it)."""
+        for key in ("rate", "issued", "late", "dropped", "unstarted", "busy_s", "ended"):
             setattr(self, key, getattr(self, key) + other.get(key, 0))
+        first, end = other.get("first_due", 0.0), other.get("end", 0.0)
+        if first and (not self.first_due or first < self.first_due):
+            self.first_due = first
+        self.end = max(self.end, end)
 
     def to_dict(self) -> dict[str, float]:
         return {"rate": self.rate, "issued": self.issued, "late": self.late, "dropped": self.dropped,
-                "busy_s": self.busy_s, "ended": self.ended}
+                "unstarted": self.unstarted, "busy_s": self.busy_s, "ended": self.ended, "first_due": self.first_due,
+                "end": self.end}
 
 
 class _Registry:
@@ -117,11 +169,31 @@ class _Registry:
         for wait in self.waits:
             wait.schedules.clear()
 
+
+    def finish(self, now: float) -> None:
+        """The test stopped at ``now``: count the iterations that were due and never started as dropped."""
+        for wait in self.waits:
+            for schedule in list(wait.schedules.values()):
+                schedule.finish(now)
+        for tally in self.tallies.values():
+            tally.end = now
+
     def totals(self) -> dict[str, dict[str, float]]:
         return {name: tally.to_dict() for name, tally in self.tallies.items()}
 
 
 REGISTRY = _Registry()
+
+
+def describe(totals: dict[str, dict[str, float]], duration_s: float | None) -> list[str]:
+    """The summary's lines: per user class, the iterations asked for, started, late and dropped."""
+    lines = []
+    for user_class, t in sorted(totals.items()):
+        sent = f", {t['issued'] / duration_s:.1f}/s" if duration_s else ""
+        lines.append(f"arrival_rate {user_class}: {t['rate']:g}/s asked, {t['issued']:.0f} iterations started{sent}; "
+                     f"{t['late']:.0f} late, {t['dropped']:.0f} dropped (every user busy)"
+                     + (f", {t['unstarted']:.0f} not started by the end" if t.get("unstarted") else ""))
+    return lines
 
 
 def arrival_rate(rate: float, *, per_user: bool = False, poisson: bool = False,
@@ -157,11 +229,7 @@ def arrival_rate(rate: float, *, per_user: bool = False, poisson: bool = False,
         if started is not None:
             tally.busy_s += now - started
             tally.ended += 1
-        before = schedule.issued, schedule.late, schedule.dropped
         due = schedule.take(now)
-        tally.issued += schedule.issued - before[0]
-        tally.late += schedule.late - before[1]
-        tally.dropped += schedule.dropped - before[2]
         user.locust_c_due = due
         user._locust_c_started = max(due, now)
         client = getattr(user, "client", None)

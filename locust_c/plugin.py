@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -231,6 +232,59 @@ def on_init_histograms(environment: Environment, **_kwargs: Any) -> None:
         lambda client_id, data, **kw: data.__setitem__("locust_c_hist", stats.worker_payload(environment)))
     environment.events.worker_report.add_listener(
         lambda client_id, data, **kw: stats.merge_worker_payload(environment, data.get("locust_c_hist") or ()))
+
+
+@locust.events.init.add_listener
+def on_init_arrival(environment: Environment, **_kwargs: Any) -> None:
+    """The open model's schedules: a new test starts them again, a worker runs its share of each class's rate
+    (the master tells it the number of workers) and reports its tallies; the end of the run says what they were."""
+    from . import arrival
+
+    runner, events = environment.runner, environment.events
+    if isinstance(runner, MasterRunner):
+        tallies: dict[str, dict[str, dict[str, float]]] = {}
+
+        def master_start(**_kw: Any) -> None:
+            tallies.clear()
+            if environment.parsed_options is not None:  # sent to the workers with every spawn message
+                environment.parsed_options.locust_c_arrival_workers = max(1, runner.worker_count)
+
+        def worker_report(client_id: str, data: dict, **_kw: Any) -> None:
+            if "locust_c_arrival" in data:
+                tallies[client_id] = data["locust_c_arrival"]
+
+        def master_totals() -> dict[str, dict[str, float]]:
+            out: dict[str, arrival.ArrivalTally] = {}
+            for per_class in tallies.values():
+                for user_class, tally in per_class.items():
+                    out.setdefault(user_class, arrival.ArrivalTally()).add(tally)
+            return {user_class: tally.to_dict() for user_class, tally in out.items()}
+
+        events.test_start.add_listener(master_start)
+        events.worker_report.add_listener(worker_report)
+        environment.locust_c_arrival = master_totals  # type: ignore[attr-defined]
+    else:
+        def start(**_kw: Any) -> None:
+            workers = 1
+            if isinstance(runner, WorkerRunner):
+                workers = getattr(environment.parsed_options, "locust_c_arrival_workers", 1) or 1
+            arrival.REGISTRY.reset(int(workers))
+
+        events.test_start.add_listener(start)
+        events.test_stop.add_listener(lambda **_kw: arrival.REGISTRY.finish(time.time()))
+        if isinstance(runner, WorkerRunner):
+            events.report_to_master.add_listener(
+                lambda client_id, data, **_kw: data.__setitem__("locust_c_arrival", arrival.REGISTRY.totals()))
+        environment.locust_c_arrival = arrival.REGISTRY.totals  # type: ignore[attr-defined]
+    if not isinstance(runner, WorkerRunner):
+        def summary(**_kw: Any) -> None:
+            totals = environment.locust_c_arrival()  # type: ignore[attr-defined]
+            stats = environment.runner.stats if environment.runner is not None else environment.stats
+            duration = (stats.total.last_request_timestamp or time.time()) - stats.total.start_time
+            for line in arrival.describe(totals, duration if duration > 0 else None):
+                _print(f"{PREFIX}: {line}")
+
+        events.quitting.add_listener(summary)
 
 
 @locust.events.init.add_listener

@@ -81,6 +81,12 @@ class RunCollector(Collector):
         quantiles = GaugeMetricFamily(
             "locust_request_duration_quantile_seconds", "The whole run's response-time percentiles per endpoint.",
             labels=[*labels, "quantile"])
+        corrected = HistogramMetricFamily(
+            "locust_request_corrected_duration_seconds", "Latency per endpoint from when each request's "
+            "iteration was due to its last byte (arrival_rate users: the open model's latency).", labels=labels)
+        corrected_quantiles = GaugeMetricFamily(
+            "locust_request_corrected_duration_quantile_seconds", "The whole run's corrected-latency percentiles "
+            "per endpoint.", labels=[*labels, "quantile"])
         if self.reported is not None:
             entries = self.reported.with_current(stats, bridge.generation)
         else:
@@ -104,7 +110,36 @@ class RunCollector(Collector):
                 duration.add_metric(values, _locust_buckets(entry.response_times), entry.total_response_time / 1000)
                 for q in QUANTILES:
                     quantiles.add_metric([*values, f"{q:g}"], entry.get_response_time_percentile(q) / 1000)
+            if ep is not None and ep.corrected.count:
+                c = ep.corrected
+                buckets = [*zip(_LE, c.cumulative(BOUNDS_US), strict=True), ("+Inf", c.count)]
+                corrected.add_metric(values, buckets, c.sum / 1e6)
+                for q in QUANTILES:
+                    corrected_quantiles.add_metric([*values, f"{q:g}"], c.percentile(q * 100) / 1e6)
         yield from (requests, failures, sizes, duration, quantiles)
+        if corrected.samples:
+            yield from (corrected, corrected_quantiles)
+        yield from self._arrivals(environment)
+
+    def _arrivals(self, environment: Environment) -> Iterator[Metric]:
+        totals = getattr(environment, "locust_c_arrival", None)
+        totals = totals() if totals is not None else {}
+        if not totals:
+            return
+        labels = ["user_class"]
+        families = {
+            "issued": CounterMetricFamily("locust_arrival_iterations", "Open-model iterations started per user "
+                                          "class (arrival_rate).", labels=labels),
+            "late": CounterMetricFamily("locust_arrival_late_iterations", "Of them, started after their due "
+                                        "time.", labels=labels),
+            "dropped": CounterMetricFamily("locust_arrival_dropped_iterations", "Iterations that could not start "
+                                           "within max_lag of their due time: every user was busy.", labels=labels),
+            "rate": GaugeMetricFamily("locust_arrival_rate", "The iterations per second asked for.", labels=labels),
+        }
+        for user_class, tally in sorted(totals.items()):
+            for key, family in families.items():
+                family.add_metric([user_class], tally.get(key, 0))
+        yield from families.values()
 
     # ---- the run
 

@@ -81,7 +81,7 @@ def collect(environment: Environment, *, user_count: int | None = None, source: 
     else:
         endpoints = [{k: v for k, v in row.items() if k != "source"} for row in rows]
         total = {k: v for k, v in snap["total"].items() if k != "source"}
-    return {
+    data = {
         "format": FORMAT,
         "locust_c_version": _locust_c_version(),
         "locust_version": locust.__version__,
@@ -93,6 +93,19 @@ def collect(environment: Environment, *, user_count: int | None = None, source: 
         "endpoints": endpoints,
         "total": total,
     }
+    arrivals = getattr(environment, "locust_c_arrival", None)
+    totals = arrivals() if arrivals is not None else {}
+    if totals:
+        # The open model's iterations per user class (k6's iterations and dropped_iterations).
+        data["arrival"] = {}
+        for user_class, t in sorted(totals.items()):
+            span = t["end"] - t["first_due"] if t["end"] > t["first_due"] > 0 else None
+            data["arrival"][user_class] = {
+                "rate": t["rate"], "iterations": int(t["issued"]), "late": int(t["late"]),
+                "dropped": int(t["dropped"]), "unstarted": int(t.get("unstarted", 0)),
+                "span_s": span, "sent_rate": t["issued"] / span if span else None,
+            }
+    return data
 
 
 def write(environment: Environment, path: str, **options: Any) -> dict[str, Any]:

@@ -25,13 +25,15 @@ itself. Durations are in seconds; every shape stops the test when it is over.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from locust import LoadTestShape
 
-__all__ = ["ParamShape", "StepShape", "StressShape", "SpikeShape", "SoakShape", "SHAPES", "shape_from_env"]
+__all__ = ["ParamShape", "StepShape", "StressShape", "SpikeShape", "SoakShape", "ArrivalRateShape", "SHAPES",
+           "shape_from_env"]
 
 Tick = tuple[int, float] | None
 
@@ -178,11 +180,81 @@ class SoakShape(ParamShape):
         return int(self.users), float(rate)
 
 
+class ArrivalRateShape(ParamShape):
+    """Enough users for an open model (``wait_time = arrival_rate(rate)``), at most ``max_users``, for ``duration``
+    seconds (0: until stopped), as k6 pre-allocates and adds virtual users.
+
+    It starts ``start_users`` (default: one per 10 iterations a second), then sizes the users by Little's law:
+    the iterations a second times how long one takes (measured over the last second, or the run so far), with
+    ``headroom``. Users are never taken away mid-run (a stopped user may be in an iteration). When the iterations
+    need more than ``max_users``, the end of the run says so, with the dropped iterations.
+    """
+
+    abstract = True
+    params = ("rate", "max_users", "duration", "start_users", "headroom")
+    rate: float = 10
+    max_users: int = 100
+    duration: float = 0
+    start_users: int | None = None
+    headroom: float = 1.5
+
+    def __init__(self, rate: float | None = None, max_users: int | None = None, **numbers: float) -> None:
+        if rate is not None:
+            numbers["rate"] = rate
+        if max_users is not None:
+            numbers["max_users"] = max_users
+        super().__init__(**numbers)
+        if not self.rate > 0 or not self.max_users >= 1:
+            raise ValueError(f"ArrivalRateShape needs rate > 0 and max_users >= 1, not {self.rate!r}, "
+                             f"{self.max_users!r}")
+        self.users = int(self.start_users or min(self.max_users, max(1, math.ceil(self.rate / 10))))
+        self.needed = 0  # the most users the iterations needed so far
+        self._last: tuple[float, int] = (0.0, 0)
+        self._reporting = False
+
+    @property
+    def total_duration(self) -> float:
+        return self.duration if self.duration > 0 else math.inf
+
+    def _iteration_s(self) -> float | None:
+        """How long one iteration takes: over the last tick when enough ended, else over the run so far."""
+        environment = getattr(getattr(self, "runner", None), "environment", None)
+        totals = getattr(environment, "locust_c_arrival", None)
+        if totals is None:
+            return None
+        busy = sum(t["busy_s"] for t in totals().values())
+        ended = int(sum(t["ended"] for t in totals().values()))
+        last_busy, last_ended = self._last
+        self._last = (busy, ended)
+        if ended - last_ended >= 5:
+            return (busy - last_busy) / (ended - last_ended)
+        return busy / ended if ended else None
+
+    def at(self, run_time: float) -> tuple[int, float]:
+        if not self._reporting and getattr(self, "runner", None) is not None:
+            self._reporting = True
+            self.runner.environment.events.quitting.add_listener(lambda **_kw: self._report())
+        iteration_s = self._iteration_s()
+        if iteration_s is not None:
+            self.needed = max(self.needed, math.ceil(self.rate * iteration_s * self.headroom))
+            self.users = min(int(self.max_users), max(self.users, self.needed))
+        return self.users, float(min(max(self.users, 1), 100))
+
+    def _report(self) -> None:
+        if self.needed <= self.max_users:
+            return
+        totals = self.runner.environment.locust_c_arrival()  # type: ignore[attr-defined]
+        dropped = sum(t["dropped"] for t in totals.values())
+        print(f"locust-c: ArrivalRateShape: max_users={self.max_users} was too few: {self.rate:g} iterations/s "
+              f"needed about {self.needed} users; {dropped:.0f} iterations were dropped", flush=True)
+
+
 SHAPES: dict[str, type[ParamShape]] = {
     "step": StepShape,
     "stress": StressShape,
     "spike": SpikeShape,
     "soak": SoakShape,
+    "arrival": ArrivalRateShape,
 }
 """The shapes ``LOAD_SHAPE`` can name."""
 

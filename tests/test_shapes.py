@@ -67,7 +67,7 @@ def test_shape_from_env() -> None:
     assert spike().spike_users == 6
     step = shape_from_env({"LOAD_SHAPE": "step"}, step={"step_users": 4})
     assert step is not None and step().at(0) == (4, 10.0)
-    assert set(SHAPES) == {"step", "stress", "spike", "soak"}
+    assert set(SHAPES) == {"step", "stress", "spike", "soak", "arrival"}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,113 @@
+"""The open model against a server that stalls: a constant arrival rate, the latency from when each iteration was
+due, dropped iterations, enough users, and the rate split across workers (real ``locust --headless`` runs).
+
+The assertions are on counts and on the stalls the server adds, never on the generator's own speed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from test_gate_helpers import locust as run_locust
+
+from locust_c.testserver import TestServer
+
+STALL_EVERY_S, STALL_FOR_MS = 5.0, 500
+RATE, USERS, RUN_S = 300, 10, 30
+
+LOCUSTFILE = """
+import os
+
+from locust import constant_throughput, task
+
+from locust_c import FastCUser, arrival_rate
+
+
+class Visitor(FastCUser):
+    # The open model: the class's iterations arrive at RATE a second, whoever is free; or the closed one:
+    # each user sends its next request when its answer is back (at RATE / USERS a second each at most).
+    wait_time = (constant_throughput({rate} / {users}) if os.environ.get("CLOSED")
+                 else arrival_rate({rate}))
+
+    @task
+    def index(self):
+        self.client.get("/")
+"""
+
+SLA = """
+total:
+  p99_ms: {service}
+  p99_corrected_ms: {service}
+"""
+
+
+def expected_corrected(percentile: float, service_ms: float) -> float:
+    """The corrected latency at ``percentile`` that follows from the stall pattern: iterations due evenly over
+    whole periods, those due during a stall waiting for its end, every one taking ``service_ms`` besides."""
+    n = 100_000
+    stall_begins = STALL_EVERY_S - STALL_FOR_MS / 1000
+    due = (i / n * STALL_EVERY_S for i in range(n))
+    waits = sorted(STALL_EVERY_S - t if t >= stall_begins else 0.0 for t in due)
+    return waits[math.ceil(percentile / 100 * n) - 1] * 1000 + service_ms
+
+
+def run(tmp_path: Path, url: str, *args: str, closed: bool = False) -> tuple[object, dict]:
+    locustfile = tmp_path / "locustfile.py"
+    locustfile.write_text(LOCUSTFILE.format(rate=RATE, users=USERS))
+    results = tmp_path / ("closed.json" if closed else "open.json")
+    from test_gate_helpers import child_env
+
+    env = child_env()
+    if closed:
+        env["CLOSED"] = "1"
+    proc = run_locust(locustfile, "-H", url, "-u", str(USERS), "-r", str(USERS), "-t", f"{RUN_S}s",
+                      "--results-json", str(results), *args, env=env)
+    return proc, json.loads(results.read_text())
+
+
+@pytest.fixture(scope="module")
+def stalling_server():
+    with TestServer(stall_every=STALL_EVERY_S, stall_for_ms=STALL_FOR_MS) as server:
+        yield server
+
+
+def test_the_open_model_sees_the_stalls_that_the_closed_model_hides(tmp_path, stalling_server):
+    sla = tmp_path / "slas.yml"
+    budget = STALL_FOR_MS / 5  # far above a loopback answer, far below the stall
+    sla.write_text(SLA.format(service=budget))
+    proc, data = run(tmp_path, stalling_server.url, "--sla-file", str(sla))
+    total = data["total"]
+    arrival = data["arrival"]["Visitor"]
+
+    # The rate is kept through the stalls: every iteration due started, none was dropped.
+    assert arrival["dropped"] == 0, proc.stdout + proc.stderr
+    assert arrival["sent_rate"] == pytest.approx(RATE, rel=0.01)
+    assert arrival["iterations"] == total["num_requests"]  # one request per iteration, each counted once
+    assert arrival["late"] > 0  # those due while all ten users waited in a stall
+    assert "arrival_rate Visitor: 300/s asked" in proc.stdout + proc.stderr
+
+    # The latency from when each iteration was due shows the stalls: 10 % of the time, up to 500 ms.
+    service = total["p50_ms"]
+    assert total["p99_corrected_ms"] == pytest.approx(expected_corrected(99, service), rel=0.10)
+    assert total["p95_corrected_ms"] == pytest.approx(expected_corrected(95, service), rel=0.10)
+    # p90 is where the stalls begin (they take exactly 10 % of the time): a request due at a stall's very end
+    # waits next to nothing, so the expected value is the service time and the tolerance is absolute.
+    assert abs(total["p90_corrected_ms"] - expected_corrected(90, service)) < STALL_FOR_MS * 0.05
+    # The service time does not: only the few requests that were in flight when a stall began waited.
+    assert total["p99_ms"] < budget < total["p99_corrected_ms"]
+
+    # The gate judges both, and fails the run on the corrected one alone.
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert re.search(r"Aggregated\s+p99_corrected_ms.*FAIL", out), out
+    assert re.search(r"Aggregated\s+p99_ms\s.*PASS", out), out
+
+    # The closed model on the same service reports a low p99, and knows no due times.
+    closed_proc, closed = run(tmp_path, stalling_server.url, closed=True)
+    assert closed_proc.returncode == 0, closed_proc.stdout + closed_proc.stderr
+    assert closed["total"]["p99_ms"] < budget
+    assert "p99_corrected_ms" not in closed["total"] and "arrival" not in closed
