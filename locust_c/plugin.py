@@ -271,7 +271,11 @@ def on_init_arrival(environment: Environment, **_kwargs: Any) -> None:
             arrival.REGISTRY.reset(int(workers))
 
         events.test_start.add_listener(start)
-        events.test_stop.add_listener(lambda **_kw: arrival.REGISTRY.finish(time.time()))
+        # The schedules end when the users are told to stop: a user asleep until a later due time is killed then.
+        stopping: list[float] = []
+        events.test_stopping.add_listener(lambda **_kw: stopping.append(time.time()))
+        events.test_stop.add_listener(
+            lambda **_kw: arrival.REGISTRY.finish(stopping.pop() if stopping else time.time()))
         if isinstance(runner, WorkerRunner):
             events.report_to_master.add_listener(
                 lambda client_id, data, **_kw: data.__setitem__("locust_c_arrival", arrival.REGISTRY.totals()))

@@ -86,7 +86,8 @@ def test_the_open_model_sees_the_stalls_that_the_closed_model_hides(tmp_path, st
     # The rate is kept through the stalls: every iteration due started, none was dropped.
     assert arrival["dropped"] == 0, proc.stdout + proc.stderr
     assert arrival["sent_rate"] == pytest.approx(RATE, rel=0.01)
-    assert arrival["iterations"] == total["num_requests"]  # one request per iteration, each counted once
+    # One request per iteration; the stop interrupts at most one per user, which Locust does not count.
+    assert 0 <= arrival["iterations"] - total["num_requests"] <= USERS
     assert arrival["late"] > 0  # those due while all ten users waited in a stall
     assert "arrival_rate Visitor: 300/s asked" in proc.stdout + proc.stderr
 
@@ -94,9 +95,9 @@ def test_the_open_model_sees_the_stalls_that_the_closed_model_hides(tmp_path, st
     service = total["p50_ms"]
     assert total["p99_corrected_ms"] == pytest.approx(expected_corrected(99, service), rel=0.10)
     assert total["p95_corrected_ms"] == pytest.approx(expected_corrected(95, service), rel=0.10)
-    # p90 is where the stalls begin (they take exactly 10 % of the time): a request due at a stall's very end
-    # waits next to nothing, so the expected value is the service time and the tolerance is absolute.
-    assert abs(total["p90_corrected_ms"] - expected_corrected(90, service)) < STALL_FOR_MS * 0.05
+    # p90 is at the stalls' edge (they take exactly 10 % of the time): there the iterations due while the ten
+    # users catch up after a stall decide it, not the stall itself. Within 10 % of the stall, then.
+    assert abs(total["p90_corrected_ms"] - expected_corrected(90, service)) < STALL_FOR_MS * 0.10
     # The service time does not: only the few requests that were in flight when a stall began waited.
     assert total["p99_ms"] < budget < total["p99_corrected_ms"]
 
