@@ -57,6 +57,7 @@ class Engine:
 @final
 class Client:
     closed: bool
+    due: float  # when the iteration now running was due (UNIX seconds), 0 for none; submit() passes it on
     def __init__(self, engine: Engine, connect_timeout: float = ..., read_timeout: float = ..., timeout: float = ...,
                  max_redirects: int = ..., max_retries: int = ..., max_connections: int = ..., insecure: bool = ...,
                  http2: bool = ..., proxy: str | None = ..., user_agent: str | None = ..., ca_file: str | None = ...,
@@ -74,6 +75,7 @@ class Session:
     """The base of FastCSession: its hot state, and request(), get() and post() (csrc/py_session.c)."""
     _client: Client | None
     _handle: Any
+    _due: float
     base_url: str
     request_name: str | None
     _headers: Any
@@ -147,6 +149,8 @@ class Endpoint:
     dirty: bool
     hist: Histogram
     unsent: Histogram | None
+    corrected: Histogram  # the latencies from each request's due time to its last byte (arrival_rate's requests)
+    corrected_unsent: Histogram | None
     def __init__(self, method: str, name: str, target: Any = ...) -> None: ...
     def take(self) -> tuple[Any, ...] | None: ...
     def track_unsent(self) -> None: ...

@@ -11,7 +11,7 @@ from test_gate_helpers import DATA, ROOT, child_env, cli, endpoint, recorded, wr
 
 from locust_c.__main__ import main
 from locust_c.gate import BadInput
-from locust_c.gate.results import load_run
+from locust_c.gate.results import load_run, run_from_dict
 from locust_c.gate.sla import FAIL, PASS, SKIP, evaluate, load_sla, parse_sla
 
 TODAY = dt.date(2026, 6, 1)
@@ -217,3 +217,17 @@ def test_gate_as_a_real_command(tmp_path: Path) -> None:
     assert passing.returncode == 0, passing.stdout + passing.stderr
     bad = cli("gate", "--sla-file", str(tmp_path / "absent.yml"), str(DATA / "shop.json"))
     assert bad.returncode == 2 and "absent.yml: no such SLA file" in bad.stderr
+
+
+def test_a_corrected_budget_on_a_run_without_due_times_fails_and_says_why() -> None:
+    # The recorded shop run is a closed-model one: it has no corrected latencies to judge.
+    result = evaluate(parse_sla("total:\n  p99_corrected_ms: 1000\n  p99_ms: 1000\n", "slas.yml"),
+                      run_from_dict(recorded()))
+    got = {v.metric: v for v in result.verdicts}
+    assert got["p99_ms"].status == PASS
+    assert got["p99_corrected_ms"].status == FAIL and "no arrival_rate users" in got["p99_corrected_ms"].note
+    data = recorded()
+    data["total"]["p99_corrected_ms"] = 450.0  # an open-model run's
+    got = {v.metric: v.status for v in evaluate(parse_sla("total:\n  p99_corrected_ms: 400\n", "slas.yml"),
+                                                run_from_dict(data)).verdicts}
+    assert got == {"p99_corrected_ms": FAIL}

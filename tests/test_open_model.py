@@ -112,3 +112,85 @@ def test_the_open_model_sees_the_stalls_that_the_closed_model_hides(tmp_path, st
     assert closed_proc.returncode == 0, closed_proc.stdout + closed_proc.stderr
     assert closed["total"]["p99_ms"] < budget
     assert "p99_corrected_ms" not in closed["total"] and "arrival" not in closed
+
+
+SHAPED = """
+from locust import task
+
+from locust_c import FastCUser, arrival_rate
+from locust_c.shapes import ArrivalRateShape
+
+
+class Buyer(FastCUser):
+    wait_time = arrival_rate({rate})
+
+    @task
+    def slow(self):
+        self.client.get("/delay/{delay_ms}", name="/delay")
+
+
+class Shape(ArrivalRateShape):
+    rate = {rate}
+    max_users = {max_users}
+    duration = {duration}
+"""
+
+
+def run_shaped(tmp_path: Path, url: str, rate: int, max_users: int, delay_ms: int, duration: int = 6,
+               *args: str) -> tuple[object, dict]:
+    locustfile = tmp_path / "shaped.py"
+    locustfile.write_text(SHAPED.format(rate=rate, max_users=max_users, delay_ms=delay_ms, duration=duration))
+    results = tmp_path / "shaped.json"
+    proc = run_locust(locustfile, "-H", url, "--results-json", str(results), *args)
+    return proc, json.loads(results.read_text())
+
+
+def due_times(arrival: dict) -> int:
+    """How many due times the schedule had: one every 1 / rate from the first to the end of the test."""
+    return math.ceil(arrival["span_s"] * arrival["rate"] - 1e-6)
+
+
+def test_too_few_users_drop_iterations_and_every_due_time_is_accounted_for(tmp_path, testserver):
+    # Two users whose iterations take 250 ms run 8 a second; 40 are due.
+    proc, data = run_shaped(tmp_path, testserver.url, rate=40, max_users=2, delay_ms=250)
+    out = proc.stdout + proc.stderr
+    arrival = data["arrival"]["Buyer"]
+    assert proc.returncode == 0, out
+    assert data["user_count"] == 2
+    # Each due time is run, dropped (no user free within max_lag) or, in the last second, not started.
+    assert arrival["iterations"] + arrival["dropped"] + arrival["unstarted"] == due_times(arrival), arrival
+    assert 0 <= arrival["iterations"] - data["total"]["num_requests"] <= 2
+    # What two users could run: one iteration each per 250 ms, the first at once.
+    capacity = 2 * (arrival["span_s"] // 0.25 + 1)
+    assert capacity - 2 <= arrival["iterations"] <= capacity
+    assert arrival["dropped"] >= due_times(arrival) - capacity - 40 * 1.0  # all but max_lag's worth, at most
+    assert "ArrivalRateShape: max_users=2 was too few" in out, out
+    assert f"{arrival['dropped']} dropped" in out
+
+
+def test_the_shape_starts_enough_users_to_keep_the_rate(tmp_path, testserver):
+    # 50 a second of 100 ms each need 5 users at a time; the shape starts 5 and adds headroom once measured.
+    proc, data = run_shaped(tmp_path, testserver.url, rate=50, max_users=40, delay_ms=100)
+    out = proc.stdout + proc.stderr
+    arrival = data["arrival"]["Buyer"]
+    assert proc.returncode == 0, out
+    assert arrival["dropped"] == 0, arrival
+    assert arrival["sent_rate"] == pytest.approx(50, rel=0.02)
+    assert 5 < data["user_count"] <= 12
+    assert "too few" not in out
+
+
+def test_workers_split_the_rate_and_the_master_adds_their_tallies(tmp_path, testserver):
+    locustfile = tmp_path / "locustfile.py"
+    locustfile.write_text(LOCUSTFILE.format(rate=100, users=4))
+    results = tmp_path / "distributed.json"
+    proc = run_locust(locustfile, "-H", testserver.url, "-u", "4", "-r", "4", "-t", "6s", "--processes", "2",
+                      "--results-json", str(results))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    data = json.loads(results.read_text())
+    arrival = data["arrival"]["Visitor"]
+    assert arrival["rate"] == pytest.approx(100)  # 50 a second on each of the two workers
+    assert arrival["sent_rate"] == pytest.approx(100, rel=0.03)
+    assert 0 <= arrival["iterations"] - data["total"]["num_requests"] <= 4
+    assert arrival["dropped"] == 0

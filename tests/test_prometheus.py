@@ -303,3 +303,32 @@ def test_locust_users_get_the_metrics_from_locusts_stats() -> None:
     states = {s.labels["state"]: s.value for s in metrics["locust_runner_state"].samples}
     assert states["ready"] == 1 and sum(states.values()) == 1
     environment.runner.quit()
+
+
+def test_an_open_model_run_exports_its_corrected_latencies_and_its_iterations() -> None:
+    from locust.env import Environment
+
+    from locust_c import FastCUser
+    from locust_c.stats import StatsBridge
+
+    environment = Environment(user_classes=[FastCUser])
+    environment.create_local_runner()
+    ep = StatsBridge.of(environment.runner.stats).endpoint("GET", "/open")
+    ep.hist.record(2_000, 99)
+    ep.corrected.record(2_000, 90)
+    ep.corrected.record(400_000, 9)
+    environment.locust_c_arrival = lambda: {"Visitor": {"rate": 300.0, "issued": 99, "late": 9, "dropped": 4}}
+    metrics = {m.name: m for m in RunCollector(environment).collect()}
+    buckets = {s.labels.get("le"): s.value for s in metrics["locust_request_corrected_duration_seconds"].samples
+               if s.name.endswith("_bucket")}
+    assert buckets["0.005"] == 90 and buckets["0.5"] == 99 and buckets["+Inf"] == 99
+    quantiles = {s.labels["quantile"]: s.value
+                 for s in metrics["locust_request_corrected_duration_quantile_seconds"].samples}
+    assert quantiles["0.99"] == pytest.approx(0.4, rel=1e-3)
+    service = {s.labels.get("le"): s.value for s in metrics["locust_request_duration_seconds"].samples
+               if s.name.endswith("_bucket")}
+    assert service["0.005"] == 99  # the service times keep their own histogram
+    values = {m: metrics[m].samples[0].value for m in ("locust_arrival_iterations", "locust_arrival_late_iterations",
+                                                        "locust_arrival_dropped_iterations", "locust_arrival_rate")}
+    assert values == {"locust_arrival_iterations": 99, "locust_arrival_late_iterations": 9,
+                      "locust_arrival_dropped_iterations": 4, "locust_arrival_rate": 300.0}

@@ -168,3 +168,36 @@ def test_the_window_starts_again_when_the_statistics_are_reset() -> None:
         stats.log_request("GET", "/x", 10, 1)
     assert gate.check() is None and gate.judged == 1  # judged again, from the reset on: within budget
     environment.runner.quit()
+
+
+def test_a_stall_breaches_a_corrected_budget_beyond_doubt_while_the_service_time_passes() -> None:
+    """An open-model window: the service times are fast, the latencies from the due times are not."""
+    from locust.env import Environment
+
+    from locust_c import FastCUser
+    from locust_c.gate.live import LiveGate
+    from locust_c.gate.sla import parse_sla
+    from locust_c.stats import StatsBridge
+
+    environment = Environment(user_classes=[FastCUser])
+    environment.create_local_runner()
+    ep = StatsBridge.of(environment.runner.stats).endpoint("GET", "/x")
+    spec = parse_sla('endpoints:\n  "GET /x":\n    p99_ms: 100\n    p99_corrected_ms: 100\n', "slas.yml")
+    gate = LiveGate(environment, spec, 0, 60)
+    gate.start()
+
+    def requests(n: int, service_us: int, corrected_us: int) -> None:
+        for _ in range(n):
+            environment.runner.stats.log_request("GET", "/x", service_us / 1000, 1)
+        ep.hist.record(service_us, n)
+        ep.corrected.record(corrected_us, n)
+
+    requests(100, 1_000, 1_000)
+    assert gate.check() is None
+    requests(90, 1_000, 1_000)
+    requests(10, 1_000, 400_000)  # due during a stall: 10 % of them waited 400 ms before they could start
+    breached = gate.check()
+    assert breached is not None
+    verdicts = {v.metric: v for v in breached.verdicts}
+    assert verdicts["p99_corrected_ms"].note == "beyond doubt" and verdicts["p99_ms"].status == "PASS"
+    environment.runner.quit()
