@@ -192,7 +192,7 @@ class ArrivalRateShape(ParamShape):
 
     abstract = True
     params = ("rate", "max_users", "duration", "start_users", "headroom")
-    rate: float = 10
+    rate: float = 10.0
     max_users: int = 100
     duration: float = 0
     start_users: int | None = None

@@ -77,3 +77,37 @@ def test_arrival_rate_is_imported_from_locust_c():
     import locust_c
 
     assert locust_c.arrival_rate is arrival_rate
+
+
+def test_at_the_end_every_due_time_is_run_dropped_or_unstarted():
+    s = ArrivalSchedule(10.0, max_lag=1.0)
+    assert s.take(0.0) == 0.0
+    s.finish(3.0)  # one user, busy from 0 s to the end: the due times 0.1 .. 2.9 never ran
+    assert (s.issued, s.dropped, s.unstarted) == (1, 19, 10)  # 0.1-1.9 more than max_lag before the end
+    t = ArrivalSchedule(10.0, max_lag=1.0)
+    t.take(0.0)
+    assert t.take(0.0) == pytest.approx(0.1)  # a second user, asleep until 0.1 ...
+    t.finish(0.05)  # ... when the test stopped: that iteration never ran
+    assert (t.issued, t.dropped, t.unstarted) == (1, 0, 0)
+
+
+def test_the_shape_sizes_the_users_by_littles_law_and_says_when_max_users_is_too_few(capsys):
+    from types import SimpleNamespace
+
+    from locust_c.shapes import ArrivalRateShape
+
+    tallies = {"Visitor": {"busy_s": 0.0, "ended": 0, "dropped": 0}}
+    events = SimpleNamespace(quitting=SimpleNamespace(add_listener=lambda f: quitting.append(f)))
+    quitting: list = []
+    shape = ArrivalRateShape(100, 40)
+    shape.runner = SimpleNamespace(environment=SimpleNamespace(locust_c_arrival=lambda: tallies, events=events))
+    assert shape.at(0) == (10, 10.0)  # one per 10 iterations a second before anything is measured
+    tallies["Visitor"] = {"busy_s": 20 * 0.2, "ended": 20, "dropped": 0}  # 0.2 s an iteration
+    assert shape.at(1)[0] == 30  # 100/s x 0.2 s x 1.5
+    tallies["Visitor"] = {"busy_s": 4.0 + 20 * 0.1, "ended": 40, "dropped": 0}  # faster now: users stay
+    assert shape.at(2)[0] == 30
+    tallies["Visitor"] = {"busy_s": 6.0 + 20 * 0.5, "ended": 60, "dropped": 123}
+    assert shape.at(3)[0] == 40  # 75 needed, 40 at most
+    quitting[0]()
+    assert "max_users=40 was too few: 100 iterations/s needed about 75 users; 123 iterations were dropped" in \
+        capsys.readouterr().out
