@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,9 +31,10 @@ DEFAULT_MAX_LAG = 1.0
 class ArrivalSchedule:
     """The due times of one stream of iterations: ``rate`` per second, evenly spaced or Poisson.
 
-    Every due time from the first to the end of the test is, in the end, one of: *issued* (a user ran it, *late*
-    when after its due time), *dropped* (no user was free within ``max_lag`` of it) or *unstarted* (due within
-    ``max_lag`` of the end, when no user was free before the test ended)."""
+    Every due time from the first to the end of the test is, in the end, one of: *issued* to a user (who ran it,
+    *late* when after its due time, unless the user was stopped while it waited for it: *cancelled*), *dropped*
+    (no user was free within ``max_lag`` of it) or *unstarted* (due within ``max_lag`` of the end, when no user
+    was free before the test ended)."""
 
     rate: float
     poisson: bool = False
@@ -45,7 +45,10 @@ class ArrivalSchedule:
     late: int = 0  # of them, started after their due time (within max_lag)
     dropped: int = 0  # iterations more than max_lag late when a user was free: never run
     unstarted: int = 0  # due before the end of the test, but less than max_lag before it, and never run
+    cancelled: int = 0  # issued to a user that was stopped before it was due
     tally: Any = None  # the ArrivalTally of its user class, which take() and finish() keep up to date
+    user_class: str = ""
+    base_rate: float = 0.0  # the class's whole rate, of which a worker runs its share; 0 for a per-user schedule
     waiting: deque[float] = field(default_factory=deque)  # the due times issued that are still ahead
 
     def __post_init__(self) -> None:
@@ -108,13 +111,21 @@ class ArrivalSchedule:
         self.waiting.clear()
         dropped = self._skip(now - self.max_lag)
         unstarted = self._skip(now)
-        self.issued -= ahead
+        self.cancelled += ahead
         self.dropped += dropped
         self.unstarted += unstarted
         if self.tally is not None:
-            self.tally.issued -= ahead
+            self.tally.cancelled += ahead
             self.tally.dropped += dropped
             self.tally.unstarted += unstarted
+
+    def cancel(self, due: float, now: float) -> None:
+        """A user stopped at ``now`` while it waited for ``due``: that iteration will not run."""
+        if due > now and due in self.waiting:
+            self.waiting.remove(due)
+            self.cancelled += 1
+            if self.tally is not None:
+                self.tally.cancelled += 1
 
 
 @dataclass
@@ -128,6 +139,7 @@ class ArrivalTally:
     late: int = 0
     dropped: int = 0
     unstarted: int = 0
+    cancelled: int = 0
     busy_s: float = 0.0  # the seconds users spent running the iterations that ended (from start to the next wait)
     ended: int = 0  # iterations that ended
     first_due: float = 0.0  # the first iteration's due time (UNIX seconds), 0 before it
@@ -135,17 +147,22 @@ class ArrivalTally:
 
     def add(self, other: dict[str, float]) -> None:
         """Add another process's tally (a worker's, as :meth:`to_dict` gives it)."""
-        for key in ("rate", "issued", "late", "dropped", "unstarted", "busy_s", "ended"):
+        for key in ("rate", "issued", "late", "dropped", "unstarted", "cancelled", "busy_s", "ended"):
             setattr(self, key, getattr(self, key) + other.get(key, 0))
         first, end = other.get("first_due", 0.0), other.get("end", 0.0)
         if first and (not self.first_due or first < self.first_due):
             self.first_due = first
         self.end = max(self.end, end)
 
+    def restart(self) -> None:
+        """Count again from now (the statistics were reset), the schedule going on."""
+        self.issued = self.late = self.dropped = self.unstarted = self.cancelled = self.ended = 0
+        self.busy_s = self.first_due = self.end = 0.0
+
     def to_dict(self) -> dict[str, float]:
         return {"rate": self.rate, "issued": self.issued, "late": self.late, "dropped": self.dropped,
-                "unstarted": self.unstarted, "busy_s": self.busy_s, "ended": self.ended, "first_due": self.first_due,
-                "end": self.end}
+                "unstarted": self.unstarted, "cancelled": self.cancelled, "busy_s": self.busy_s, "ended": self.ended,
+                "first_due": self.first_due, "end": self.end}
 
 
 class _Registry:
@@ -154,7 +171,37 @@ class _Registry:
     def __init__(self) -> None:
         self.waits: list[Any] = []
         self.tallies: dict[str, ArrivalTally] = {}
-        self.workers = 1  # a worker's share of a class's rate is 1 / workers (the master tells it: plugin.py)
+        # A worker's share of each class's rate: its users of the class over all of them, as the master tells it
+        # (plugin.py); 1 / workers until it has.
+        self.workers = 1
+        self.shares: dict[str, float] = {}
+        self.worker_index = 0
+
+    def share(self, user_class: str) -> float:
+        return self.shares.get(user_class, 1.0 / self.workers)
+
+    def set_shares(self, shares: dict[str, float]) -> None:
+        """The master's word on this worker's share of each class's rate; the schedules follow at once."""
+        self.shares.update(shares)
+        rates: dict[str, float] = {}
+        for wait in self.waits:
+            for schedule in wait.schedules.values():
+                rate = schedule.rate
+                if schedule.base_rate:
+                    rate = schedule.base_rate * self.share(schedule.user_class)
+                    if rate > 0:  # a share of 0: no user of the class is left here to take an iteration
+                        schedule.rate = rate
+                rates[schedule.user_class] = rates.get(schedule.user_class, 0.0) + rate
+        for name, tally in self.tallies.items():
+            tally.rate = rates.get(name, 0.0)
+
+    def restart_counts(self) -> None:
+        """The statistics were reset: the tallies count again from now, as the endpoints do."""
+        for tally in self.tallies.values():
+            tally.restart()
+        for wait in self.waits:
+            for schedule in wait.schedules.values():
+                schedule.waiting.clear()  # issued before the reset: not this count's to cancel
 
     def tally(self, user_class: str) -> ArrivalTally:
         tally = self.tallies.get(user_class)
@@ -162,9 +209,11 @@ class _Registry:
             tally = self.tallies[user_class] = ArrivalTally()
         return tally
 
-    def reset(self, workers: int = 1) -> None:
+    def reset(self, workers: int = 1, worker_index: int = 0) -> None:
         """A new test: fresh schedules (the first iteration due when the first user is free) and tallies."""
         self.workers = max(1, workers)
+        self.worker_index = worker_index
+        self.shares.clear()
         self.tallies.clear()
         for wait in self.waits:
             wait.schedules.clear()
@@ -185,12 +234,14 @@ class _Registry:
 REGISTRY = _Registry()
 
 
-def describe(totals: dict[str, dict[str, float]], duration_s: float | None) -> list[str]:
-    """The summary's lines: per user class, the iterations asked for, started, late and dropped."""
+def describe(totals: dict[str, dict[str, float]]) -> list[str]:
+    """The summary's lines: per user class, the rate asked for and sent, the iterations started, late, dropped."""
     lines = []
     for user_class, t in sorted(totals.items()):
-        sent = f", {t['issued'] / duration_s:.1f}/s" if duration_s else ""
-        lines.append(f"arrival_rate {user_class}: {t['rate']:g}/s asked, {t['issued']:.0f} iterations started{sent}; "
+        started = t["issued"] - t.get("cancelled", 0)
+        span = t["end"] - t["first_due"] if t["end"] > t["first_due"] > 0 else None
+        sent = f" ({started / span:.1f}/s sent)" if span else ""
+        lines.append(f"arrival_rate {user_class}: {t['rate']:g}/s asked; {started:.0f} iterations started{sent}, "
                      f"{t['late']:.0f} late, {t['dropped']:.0f} dropped (every user busy)"
                      + (f", {t['unstarted']:.0f} not started by the end" if t.get("unstarted") else ""))
     return lines
@@ -202,21 +253,24 @@ def arrival_rate(rate: float, *, per_user: bool = False, poisson: bool = False,
     user with ``per_user=True``); ``poisson=True`` for Poisson arrivals; iterations more than ``max_lag`` seconds
     late are dropped and counted (see the module's docstring). ``seed`` makes the Poisson arrivals repeatable.
 
-    In a distributed run each worker runs ``rate / workers`` of a class's rate (``per_user`` rates are each
-    user's own). A FastCUser's first iteration waits for its due time too, and every request it makes records
-    the latency from that time (``*_corrected_ms``)."""
+    In a distributed run each worker runs its share of a class's rate: its users of the class over all of them
+    (``per_user`` rates are each user's own). A FastCUser's first iteration waits for its due time too, and every
+    request of an iteration records the latency from that time (``*_corrected_ms``)."""
     template = ArrivalSchedule(rate, poisson, max_lag)  # checks the arguments at the call site
-    # Per user class, or per user (weakly: a stopped user's schedule goes with it).
-    schedules: Any = weakref.WeakKeyDictionary() if per_user else {}
+    # Per user class, or per user; a new test (REGISTRY.reset) forgets them.
+    schedules: dict[Any, ArrivalSchedule] = {}
 
     def schedule_of(user: Any) -> ArrivalSchedule:
         key = user if per_user else type(user)
         schedule = schedules.get(key)
         if schedule is None:
-            share = template.rate if per_user else template.rate / REGISTRY.workers
-            rng = random.Random(None if seed is None else f"{seed}:{len(schedules)}")
+            name = type(user).__name__
+            share = template.rate if per_user else template.rate * REGISTRY.share(name)
+            # Each worker draws its own Poisson gaps, repeatable with the seed.
+            rng = random.Random(None if seed is None else f"{seed}:{REGISTRY.worker_index}:{len(schedules)}")
             schedule = schedules[key] = ArrivalSchedule(share, template.poisson, template.max_lag, rng)
-            schedule.tally = REGISTRY.tally(type(user).__name__)
+            schedule.user_class, schedule.base_rate = name, 0.0 if per_user else template.rate
+            schedule.tally = REGISTRY.tally(name)
             schedule.tally.rate += share
         return schedule
 
@@ -237,7 +291,22 @@ def arrival_rate(rate: float, *, per_user: bool = False, poisson: bool = False,
             client._due = due
         return max(0.0, due - now)
 
+    def stopped(user: Any, now: float) -> None:
+        """The user stopped at ``now``: the iteration it waited for will not run; a per-user rate leaves."""
+        key = user if per_user else type(user)
+        schedule = schedules.get(key)
+        if schedule is None:
+            return
+        due = user.__dict__.get("locust_c_due")
+        if due is not None:
+            schedule.cancel(due, now)
+        if per_user:
+            schedule.tally.rate -= schedule.rate
+            schedule.finish(now)
+            del schedules[key]
+
     wait_time.schedules = schedules  # type: ignore[attr-defined]
+    wait_time.stopped = stopped  # type: ignore[attr-defined]
     wait_time.locust_c_arrival = True  # type: ignore[attr-defined]
     REGISTRY.waits.append(wait_time)
     return wait_time

@@ -237,17 +237,26 @@ def on_init_histograms(environment: Environment, **_kwargs: Any) -> None:
 @locust.events.init.add_listener
 def on_init_arrival(environment: Environment, **_kwargs: Any) -> None:
     """The open model's schedules: a new test starts them again, a worker runs its share of each class's rate
-    (the master tells it the number of workers) and reports its tallies; the end of the run says what they were."""
+    (its users of the class over all of them, as the master tells it) and reports its tallies; the end of the run
+    says what they were."""
     from . import arrival
+    from .stats import StatsBridge
 
     runner, events = environment.runner, environment.events
     if isinstance(runner, MasterRunner):
         tallies: dict[str, dict[str, dict[str, float]]] = {}
+        sharing: list[gevent.Greenlet] = []
 
         def master_start(**_kw: Any) -> None:
             tallies.clear()
             if environment.parsed_options is not None:  # sent to the workers with every spawn message
                 environment.parsed_options.locust_c_arrival_workers = max(1, runner.worker_count)
+            if not sharing:
+                sharing.append(gevent.spawn(_share_rates, runner))
+
+        def master_stop(**_kw: Any) -> None:
+            while sharing:
+                sharing.pop().kill(block=False)
 
         def worker_report(client_id: str, data: dict, **_kw: Any) -> None:
             if "locust_c_arrival" in data:
@@ -261,14 +270,16 @@ def on_init_arrival(environment: Environment, **_kwargs: Any) -> None:
             return {user_class: tally.to_dict() for user_class, tally in out.items()}
 
         events.test_start.add_listener(master_start)
+        events.test_stop.add_listener(master_stop)
         events.worker_report.add_listener(worker_report)
         environment.locust_c_arrival = master_totals  # type: ignore[attr-defined]
     else:
         def start(**_kw: Any) -> None:
-            workers = 1
+            workers, index = 1, 0
             if isinstance(runner, WorkerRunner):
                 workers = getattr(environment.parsed_options, "locust_c_arrival_workers", 1) or 1
-            arrival.REGISTRY.reset(int(workers))
+                index = max(0, runner.worker_index)
+            arrival.REGISTRY.reset(int(workers), index)
 
         events.test_start.add_listener(start)
         # The schedules end when the users are told to stop: a user asleep until a later due time is killed then.
@@ -276,19 +287,38 @@ def on_init_arrival(environment: Environment, **_kwargs: Any) -> None:
         events.test_stopping.add_listener(lambda **_kw: stopping.append(time.time()))
         events.test_stop.add_listener(
             lambda **_kw: arrival.REGISTRY.finish(stopping.pop() if stopping else time.time()))
+        if runner is not None:
+            StatsBridge.of(runner.stats)  # its resets restart the tallies too (StatsBridge.forget)
         if isinstance(runner, WorkerRunner):
             events.report_to_master.add_listener(
                 lambda client_id, data, **_kw: data.__setitem__("locust_c_arrival", arrival.REGISTRY.totals()))
+            runner.register_message(SHARE_MESSAGE, lambda msg, **_kw: arrival.REGISTRY.set_shares(msg.data))
         environment.locust_c_arrival = arrival.REGISTRY.totals  # type: ignore[attr-defined]
     if not isinstance(runner, WorkerRunner):
-        def summary(**_kw: Any) -> None:
-            totals = environment.locust_c_arrival()  # type: ignore[attr-defined]
-            stats = environment.runner.stats if environment.runner is not None else environment.stats
-            duration = (stats.total.last_request_timestamp or time.time()) - stats.total.start_time
-            for line in arrival.describe(totals, duration if duration > 0 else None):
-                _print(f"{PREFIX}: {line}")
+        events.quitting.add_listener(
+            lambda **_kw: [_print(f"{PREFIX}: {line}") for line in arrival.describe(environment.locust_c_arrival())])
 
-        events.quitting.add_listener(summary)
+
+SHARE_MESSAGE = "locust_c_arrival_share"
+SHARE_INTERVAL = 0.25  # seconds: a worker runs a wrong share for at most about this long after a spawn
+
+
+def _share_rates(runner: MasterRunner) -> None:
+    """Tell each worker its share of each user class's rate: its users of the class over all of them, whenever
+    that changes (a ramp, a worker that joins or leaves); a worker with none of a class gets 0."""
+    sent: dict[str, dict[str, float]] = {}
+    while True:
+        workers = {node.id: dict(node.user_classes_count or {}) for node in list(runner.clients.values())}
+        totals: dict[str, int] = {}
+        for counts in workers.values():
+            for user_class, n in counts.items():
+                totals[user_class] = totals.get(user_class, 0) + n
+        for client_id, counts in workers.items():
+            shares = {c: counts.get(c, 0) / n for c, n in totals.items() if n > 0}
+            if shares and sent.get(client_id) != shares:
+                runner.send_message(SHARE_MESSAGE, shares, client_id=client_id)
+                sent[client_id] = shares
+        gevent.sleep(SHARE_INTERVAL)
 
 
 @locust.events.init.add_listener

@@ -128,8 +128,12 @@ class RunCollector(Collector):
             return
         labels = ["user_class"]
         families = {
-            "issued": CounterMetricFamily("locust_arrival_iterations", "Open-model iterations started per user "
-                                          "class (arrival_rate).", labels=labels),
+            "issued": CounterMetricFamily("locust_arrival_iterations", "Open-model iterations handed to a user "
+                                          "per user class (arrival_rate).", labels=labels),
+            "cancelled": CounterMetricFamily("locust_arrival_cancelled_iterations", "Of them, never run: their "
+                                             "user was stopped while it waited for the due time.", labels=labels),
+            "unstarted": CounterMetricFamily("locust_arrival_unstarted_iterations", "Due in the last max_lag "
+                                             "before the test ended, when every user was busy.", labels=labels),
             "late": CounterMetricFamily("locust_arrival_late_iterations", "Of them, started after their due "
                                         "time.", labels=labels),
             "dropped": CounterMetricFamily("locust_arrival_dropped_iterations", "Iterations that could not start "

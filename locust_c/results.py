@@ -78,6 +78,11 @@ def collect(environment: Environment, *, user_count: int | None = None, source: 
         entries = sorted(stats.entries.values(), key=lambda e: (e.name, e.method or ""))
         endpoints = [entry_dict(e) for e in entries]
         total = {**entry_dict(stats.total), "method": "", "name": "Aggregated"}
+        # The corrected latencies exist only in the C histograms: they stay, whatever measured the rest.
+        corrected = {(r["method"], r["name"]): {k: v for k, v in r.items() if "_corrected_" in k} for r in rows}
+        for row in endpoints:
+            row.update(corrected.get((row["method"], row["name"]), {}))
+        total.update({k: v for k, v in snap["total"].items() if "_corrected_" in k})
     else:
         endpoints = [{k: v for k, v in row.items() if k != "source"} for row in rows]
         total = {k: v for k, v in snap["total"].items() if k != "source"}
@@ -100,10 +105,11 @@ def collect(environment: Environment, *, user_count: int | None = None, source: 
         data["arrival"] = {}
         for user_class, t in sorted(totals.items()):
             span = t["end"] - t["first_due"] if t["end"] > t["first_due"] > 0 else None
+            started = t["issued"] - t.get("cancelled", 0)  # a user stopped while it waited ran no iteration
             data["arrival"][user_class] = {
-                "rate": t["rate"], "iterations": int(t["issued"]), "late": int(t["late"]),
+                "rate": t["rate"], "iterations": int(started), "late": int(t["late"]),
                 "dropped": int(t["dropped"]), "unstarted": int(t.get("unstarted", 0)),
-                "span_s": span, "sent_rate": t["issued"] / span if span else None,
+                "cancelled": int(t.get("cancelled", 0)), "span_s": span, "sent_rate": started / span if span else None,
             }
     return data
 

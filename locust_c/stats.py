@@ -80,7 +80,10 @@ class StatsBridge:
 
     def forget(self) -> None:
         """Empty every endpoint's histograms, as Locust has just emptied its table."""
+        from .arrival import REGISTRY
+
         self.generation += 1
+        REGISTRY.restart_counts()  # the open model's tallies count from the same moment
         for ep in self.endpoints.values():
             for hist in (ep.hist, ep.unsent, ep.corrected, ep.corrected_unsent):
                 if hist is not None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from locust.exception import StopTest
+from locust.exception import StopTest, StopUser
 from locust.user import User
 from locust.user.users import RestMixin
 
@@ -119,17 +120,32 @@ class FastCUser(User, RestMixin):
 
             self.wait_time = wait_time_then_set_aside
 
-    def run(self) -> None:
-        if getattr(type(self).wait_time, "locust_c_arrival", False):
-            # Locust runs a user's first task before any wait: an open model's first iteration is due on the
-            # schedule like every other one, so it waits after on_start (a user's setup is not an iteration).
-            on_start = self.on_start
+    def _wait_on_the_schedule(self, arrival: Any) -> None:
+        """An open model's user (``wait_time = arrival_rate(...)``): Locust runs a user's first task before any
+        wait, but the first iteration is due on the schedule like every other one, so it waits after on_start (a
+        user's setup is not an iteration). on_stop's requests belong to no iteration: the due time is cleared for
+        them, and the iteration the user was waiting for when it stopped is cancelled."""
+        on_start, on_stop = self.on_start, self.on_stop
 
-            def on_start_then_wait() -> None:
-                on_start()
+        def on_start_then_wait() -> None:
+            on_start()
+            try:
                 self.wait()
+            except StopUser:
+                pass  # stopped during its setup: the task loop ends it as Locust would, without an error
 
-            self.on_start = on_start_then_wait  # type: ignore[method-assign]
+        def on_stop_outside_iterations() -> None:
+            self.client._due = 0.0
+            arrival.stopped(self, time.time())
+            on_stop()
+
+        self.on_start = on_start_then_wait  # type: ignore[method-assign]
+        self.on_stop = on_stop_outside_iterations  # type: ignore[method-assign]
+
+    def run(self) -> None:
+        arrival = type(self).wait_time
+        if getattr(arrival, "locust_c_arrival", False):
+            self._wait_on_the_schedule(arrival)
         # on_stop runs inside User.run and may still make requests: close the connections after it.
         try:
             super().run()

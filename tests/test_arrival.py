@@ -88,7 +88,13 @@ def test_at_the_end_every_due_time_is_run_dropped_or_unstarted():
     t.take(0.0)
     assert t.take(0.0) == pytest.approx(0.1)  # a second user, asleep until 0.1 ...
     t.finish(0.05)  # ... when the test stopped: that iteration never ran
-    assert (t.issued, t.dropped, t.unstarted) == (1, 0, 0)
+    assert (t.issued, t.cancelled, t.dropped, t.unstarted) == (2, 1, 0, 0)
+    u = ArrivalSchedule(10.0)
+    u.take(0.0)
+    due = u.take(0.0)
+    u.cancel(due, 0.05)  # its user was stopped (a ramp down) while it waited for 0.1
+    u.finish(0.05)
+    assert (u.issued, u.cancelled) == (2, 1)  # cancelled once, not again at the end
 
 
 def test_the_shape_sizes_the_users_by_littles_law_and_says_when_max_users_is_too_few(capsys):

@@ -128,6 +128,9 @@ class Buyer(FastCUser):
     def slow(self):
         self.client.get("/delay/{delay_ms}", name="/delay")
 
+    def on_stop(self):
+        self.client.get("/", name="/bye")  # in no iteration: no due time
+
 
 class Shape(ArrivalRateShape):
     rate = {rate}
@@ -159,7 +162,10 @@ def test_too_few_users_drop_iterations_and_every_due_time_is_accounted_for(tmp_p
     assert data["user_count"] == 2
     # Each due time is run, dropped (no user free within max_lag) or, in the last second, not started.
     assert arrival["iterations"] + arrival["dropped"] + arrival["unstarted"] == due_times(arrival), arrival
-    assert 0 <= arrival["iterations"] - data["total"]["num_requests"] <= 2
+    bye = next(e for e in data["endpoints"] if e["name"] == "/bye")
+    assert bye["num_requests"] == 2 and "p99_corrected_ms" not in bye
+    delay = next(e for e in data["endpoints"] if e["name"] == "/delay")
+    assert 0 <= arrival["iterations"] - delay["num_requests"] <= 2
     # What two users could run: one iteration each per 250 ms, the first at once.
     capacity = 2 * (arrival["span_s"] // 0.25 + 1)
     assert capacity - 2 <= arrival["iterations"] <= capacity
@@ -193,4 +199,19 @@ def test_workers_split_the_rate_and_the_master_adds_their_tallies(tmp_path, test
     assert arrival["rate"] == pytest.approx(100)  # 50 a second on each of the two workers
     assert arrival["sent_rate"] == pytest.approx(100, rel=0.03)
     assert 0 <= arrival["iterations"] - data["total"]["num_requests"] <= 4
+    assert arrival["dropped"] == 0
+
+
+def test_a_worker_without_users_of_the_class_leaves_its_share_to_the_others(tmp_path, testserver):
+    # One user on two workers: the worker that has it runs the whole rate, once the master has told it.
+    locustfile = tmp_path / "locustfile.py"
+    locustfile.write_text(LOCUSTFILE.format(rate=40, users=1))
+    results = tmp_path / "one_user.json"
+    proc = run_locust(locustfile, "-H", testserver.url, "-u", "1", "-r", "1", "-t", "8s", "--processes", "2",
+                      "--results-json", str(results))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    arrival = json.loads(results.read_text())["arrival"]["Visitor"]
+    assert arrival["rate"] == pytest.approx(40)
+    # Until the master's first word (a fraction of a second) the worker runs half of it.
+    assert arrival["sent_rate"] == pytest.approx(40, rel=0.05)
     assert arrival["dropped"] == 0
