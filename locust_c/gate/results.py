@@ -68,8 +68,8 @@ class Endpoint:
         return getattr(self, metric)
 
     def to_dict(self) -> dict[str, Any]:
-        """The endpoint as it appears in the results JSON."""
-        return asdict(self)
+        """The endpoint as it appears in the results JSON (a closed-model run's without the corrected keys)."""
+        return {k: v for k, v in asdict(self).items() if v is not None or "_corrected_" not in k}
 
 
 @dataclass
