@@ -186,15 +186,19 @@ def test_the_shape_starts_enough_users_to_keep_the_rate(tmp_path, testserver):
     assert "too few" not in out
 
 
-def test_workers_split_the_rate_and_the_master_adds_their_tallies(tmp_path, testserver):
+def run_distributed(tmp_path: Path, url: str, rate: int, users: int, seconds: int) -> dict:
+    """A ``--processes 2`` run of the open-model locustfile: the master's results."""
     locustfile = tmp_path / "locustfile.py"
-    locustfile.write_text(LOCUSTFILE.format(rate=100, users=4))
+    locustfile.write_text(LOCUSTFILE.format(rate=rate, users=users))
     results = tmp_path / "distributed.json"
-    proc = run_locust(locustfile, "-H", testserver.url, "-u", "4", "-r", "4", "-t", "6s", "--processes", "2",
-                      "--results-json", str(results))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    data = json.loads(results.read_text())
+    proc = run_locust(locustfile, "-H", url, "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
+                      "--processes", "2", "--results-json", str(results))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(results.read_text())
+
+
+def test_workers_split_the_rate_and_the_master_adds_their_tallies(tmp_path, testserver):
+    data = run_distributed(tmp_path, testserver.url, rate=100, users=4, seconds=6)
     arrival = data["arrival"]["Visitor"]
     assert arrival["rate"] == pytest.approx(100)  # 50 a second on each of the two workers
     assert arrival["sent_rate"] == pytest.approx(100, rel=0.03)
@@ -204,13 +208,7 @@ def test_workers_split_the_rate_and_the_master_adds_their_tallies(tmp_path, test
 
 def test_a_worker_without_users_of_the_class_leaves_its_share_to_the_others(tmp_path, testserver):
     # One user on two workers: the worker that has it runs the whole rate, once the master has told it.
-    locustfile = tmp_path / "locustfile.py"
-    locustfile.write_text(LOCUSTFILE.format(rate=40, users=1))
-    results = tmp_path / "one_user.json"
-    proc = run_locust(locustfile, "-H", testserver.url, "-u", "1", "-r", "1", "-t", "8s", "--processes", "2",
-                      "--results-json", str(results))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    arrival = json.loads(results.read_text())["arrival"]["Visitor"]
+    arrival = run_distributed(tmp_path, testserver.url, rate=40, users=1, seconds=8)["arrival"]["Visitor"]
     assert arrival["rate"] == pytest.approx(40)
     # Until the master's first word (a fraction of a second) the worker runs half of it.
     assert arrival["sent_rate"] == pytest.approx(40, rel=0.05)
