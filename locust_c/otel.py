@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _engine
@@ -44,10 +45,11 @@ BOUNDS_S = [b / 1000 for b in BUCKETS_MS]
 class RequestListener:
     """Stands in for Locust's ``--otel`` request listener (see the module's docstring)."""
 
-    def __init__(self, original: Any) -> None:
+    def __init__(self, original: Any, generation: Callable[[], int] = lambda: 0) -> None:
         self.original = original
         self.failures: dict[tuple[str, str], Any] = {}  # (name, error type) -> _engine.Histogram
         self.generation = 0  # the statistics' generation the failures belong to (StatsBridge.generation)
+        self.current_generation = generation
 
     def __call__(self, name: str, response_time: float | None, exception: BaseException | None,
                  response: Any = None, **kwargs: Any) -> None:
@@ -56,9 +58,12 @@ class RequestListener:
             return
         if exception is not None and response_time is not None:
             key = (name, exception.__class__.__name__)
-            hist = self.failures.get(key)
+            # A failure belongs to the statistics' current generation: a reset since the last one empties the
+            # table before it goes in, not at the next collection (which would lose it).
+            failures = self.failures_of(self.current_generation())
+            hist = failures.get(key)
             if hist is None:
-                hist = self.failures[key] = _engine.Histogram()
+                hist = failures[key] = _engine.Histogram()
             # The engine recorded total_us / 1000 as the response time: this is the same microsecond value.
             hist.record(round(response_time * 1000))
 
@@ -242,7 +247,8 @@ def install(environment: Environment) -> bool:
 
     from . import stats
 
-    listener = RequestListener(handlers[index])
+    listener = RequestListener(handlers[index],
+                               lambda: stats.StatsBridge.of(stats.locust_stats(environment)).generation)
     handlers[index] = listener
     stats.COVERED.add(id(listener))  # the listener stays alive in the handlers and in the producer
     provider = metrics.get_meter_provider()
