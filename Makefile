@@ -25,6 +25,7 @@ $(VENV)/.installed: pyproject.toml setup.py | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	$(PY) -m pip install -q --no-deps 'apache-otava==0.8.0'  # locust-c history (see pyproject's "history" extra)
 	touch $@
 
 venv: $(VENV)/.installed

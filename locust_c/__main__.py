@@ -1,7 +1,8 @@
 """The ``locust-c`` command: the CI performance gate.
 
-Subcommands: ``gate`` (SLA budgets), ``compare`` (regression against a baseline), ``leak`` (memory-leak hunter) and
-``wait-ready`` (readiness polling). Exit codes: 0 pass, 1 budget breached, 2 bad input.
+Subcommands: ``gate`` (SLA budgets), ``compare`` (regression against a baseline), ``leak`` (memory-leak hunter),
+``wait-ready`` (readiness polling) and ``history`` (change points over many runs). Exit codes: 0 pass, 1 budget
+breached, 2 bad input.
 """
 
 from __future__ import annotations
@@ -296,6 +297,48 @@ def add_wait_ready(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_wait_ready)
 
 
+# ---------------------------------------------------------------------------------------------------- history
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Find the change points of a history of runs; fail when a latest segment regressed."""
+    from .gate import history as history_mod
+
+    runs = history_mod.load_history(args.history)
+    shifts = history_mod.find_shifts(runs, args.max_pvalue) if len(runs) >= 4 else []
+    print(history_mod.describe(runs, shifts, args.threshold))
+    if args.plot:
+        for path in history_mod.plot(runs, shifts, args.plot):
+            print(f"wrote {path}")
+    return EXIT_FAIL if history_mod.regressions(shifts, args.threshold) else EXIT_PASS
+
+
+def history_max_pvalue() -> float:
+    from .gate.history import MAX_PVALUE
+
+    return MAX_PVALUE
+
+
+def add_history(sub: argparse._SubParsersAction) -> None:
+    """The ``history`` subcommand."""
+    p = sub.add_parser(
+        "history",
+        help="find where a history of runs shifted (change points)",
+        description="Read a directory of --results-json files (or a JSON-lines file of them), oldest first, and "
+        "find per endpoint and metric (p50, p95, p99, error rate, rps) the runs where the numbers shifted, with "
+        "E-divisive and a significance test (Apache Otava). Fail when a series' latest segment is worse than the "
+        "one before by more than the threshold.",
+        epilog=EXIT_CODES,
+    )
+    p.add_argument("history", metavar="DIR_OR_JSONL", help="a directory of results files, or a .jsonl file")
+    p.add_argument("--threshold", type=float, default=0.05, metavar="F",
+                   help="a latest shift worse than this fraction fails (default 0.05: 5 %%)")
+    p.add_argument("--max-pvalue", type=float, default=history_max_pvalue(), metavar="P",
+                   help="the significance a change point needs (default %(default)g)")
+    p.add_argument("--plot", metavar="DIR", help="write a PNG per metric with the change points marked")
+    p.set_defaults(func=cmd_history)
+
+
 # ---------------------------------------------------------------------------------------------------- main
 
 
@@ -312,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare(sub)
     add_leak(sub)
     add_wait_ready(sub)
+    add_history(sub)
     return parser
 
 

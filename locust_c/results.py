@@ -8,6 +8,8 @@ The gate (:mod:`locust_c.gate`) reads the file back with :func:`locust_c.gate.re
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
 import sys
 import time
 from importlib import metadata
@@ -32,6 +34,23 @@ def _version(package: str, fallback: str | None = None) -> str | None:
 def _locust_c_version() -> str | None:
     package = sys.modules.get(__package__ or "locust_c")
     return _version("locust-c", getattr(package, "__version__", None))
+
+
+def run_identity() -> tuple[str | None, str | None]:
+    """The commit and branch the run tested: GitHub Actions' (GITHUB_SHA, GITHUB_REF_NAME), else the git
+    repository of the working directory's, else None."""
+    commit, branch = os.environ.get("GITHUB_SHA") or None, os.environ.get("GITHUB_REF_NAME") or None
+    for name, args in (("commit", ["rev-parse", "HEAD"]), ("branch", ["rev-parse", "--abbrev-ref", "HEAD"])):
+        if (commit if name == "commit" else branch) is not None:
+            continue
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            break
+        value = out.stdout.strip() if out.returncode == 0 else ""
+        if value and value != "HEAD":
+            commit, branch = (value, branch) if name == "commit" else (commit, value)
+    return commit, branch
 
 
 def entry_dict(entry: StatsEntry) -> dict[str, Any]:
@@ -86,8 +105,11 @@ def collect(environment: Environment, *, user_count: int | None = None, source: 
     else:
         endpoints = [{k: v for k, v in row.items() if k != "source"} for row in rows]
         total = {k: v for k, v in snap["total"].items() if k != "source"}
+    commit, branch = run_identity()
     data = {
         "format": FORMAT,
+        "commit": commit,
+        "branch": branch,
         "locust_c_version": _locust_c_version(),
         "locust_version": locust.__version__,
         "host": environment.host,
