@@ -17,6 +17,7 @@ In distributed mode only the master writes results and gates (once workers have 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -90,6 +91,8 @@ class GateState:
     """What the plugin keeps per environment (``environment.locust_c_gate``)."""
 
     results_json: str | None = None
+    results_every: float = 0.0  # seconds per window file, 0 for none
+    windows_greenlet: gevent.Greenlet | None = None
     spec: SlaSpec | None = None
     leak: _LeakWatch | None = None
     live: live_mod.LiveGate | None = None
@@ -124,6 +127,14 @@ def add_options(parser: Any, **_kwargs: Any) -> None:
         (
             "--results-json",
             {"metavar": "FILE", "help": "write per-endpoint results as JSON at test stop (locust-c-results/1)"},
+        ),
+        (
+            "--results-every",
+            {
+                "metavar": "SPAN",
+                "help": "with --results-json FILE: also write one results file per window of SPAN (e.g. 5m) into "
+                "FILE's name + '-windows/', for locust-c history over a long run",
+            },
         ),
         (
             "--sla-file",
@@ -194,6 +205,11 @@ def _setup(environment: Environment) -> GateState:
         after = _seconds(options.sla_abort_after, "--sla-abort-after", allow_zero=True)
         window = _seconds(options.sla_abort_window, "--sla-abort-window", allow_zero=False)
         state.live = live_mod.LiveGate(environment, state.spec, after, window)
+    every = getattr(options, "results_every", None)
+    if every:
+        if not state.results_json:
+            raise BadInput("needs --results-json, the file whose windows it writes", "--results-every")
+        state.results_every = _seconds(every, "--results-every", allow_zero=False)
     pid, cgroup = getattr(options, "leak_pid", None), getattr(options, "leak_cgroup", None)
     if pid is not None and cgroup:
         raise BadInput("give --leak-pid or --leak-cgroup, not both", "--leak-pid")
@@ -416,6 +432,8 @@ def _on_test_start(environment: Environment) -> None:
     state.peak_users = 0
     if state.leak is not None and not state.leak.running:
         state.leak.start()
+    if state.results_every and state.windows_greenlet is None:
+        state.windows_greenlet = gevent.spawn(_write_windows, environment, state)
     if state.live is not None and state.live_greenlet is None:
         state.live.start()
         state.live_greenlet = gevent.spawn(_watch_live, environment, state, state.live)
@@ -446,6 +464,36 @@ def _watch_live(environment: Environment, state: GateState, gate: live_mod.LiveG
         environment.runner.stop()
 
 
+def _write_windows(environment: Environment, state: GateState) -> None:
+    """Every ``--results-every``, the window since the last one as a results file of its own."""
+    import datetime as dt
+    from pathlib import Path
+
+    reader = live_mod.LiveGate(environment, None, 0, math.inf)  # type: ignore[arg-type]
+    assert state.results_json is not None
+    directory = Path(state.results_json).with_name(Path(state.results_json).stem + "-windows")
+    then, then_wall = reader.snapshot(), time.time()
+    while True:
+        gevent.sleep(state.results_every)
+        now, now_wall = reader.snapshot(), time.time()
+        reader.snapshots.clear()
+        reader.snapshots.append(then)
+        window = reader.window(now)
+        if window is not None and window.endpoints:
+            data = window.run().to_dict()
+            commit, branch = results_mod.run_identity()
+            start = dt.datetime.fromtimestamp(then_wall, tz=dt.UTC)
+            data.update(commit=commit, branch=branch, source="locust-c",
+                        start_time=start.isoformat(timespec="seconds"), run_time_s=round(now_wall - then_wall, 3),
+                        locust_c_version=results_mod.collect_versions()[0], host=environment.host)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                results_mod.write_results_dict(data, str(directory / f"{start:%Y%m%dT%H%M%SZ}.json"))
+            except OSError as e:
+                sys.stderr.write(f"{PREFIX}: error: {directory}: cannot write a window's results: {e.strerror}\n")
+        then, then_wall = now, now_wall
+
+
 def _on_spawned(environment: Environment, user_count: int) -> None:
     state = _state(environment)
     state.peak_users = max(state.peak_users, user_count)
@@ -453,6 +501,9 @@ def _on_spawned(environment: Environment, user_count: int) -> None:
 
 def _on_test_stop(environment: Environment) -> None:
     state = _state(environment)
+    if state.windows_greenlet is not None:
+        state.windows_greenlet.kill(block=False)
+        state.windows_greenlet = None
     if state.live_greenlet is not None and state.live_greenlet is not gevent.getcurrent():
         state.live_greenlet.kill(block=False)
         state.live_greenlet = None

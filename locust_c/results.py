@@ -36,6 +36,13 @@ def _locust_c_version() -> str | None:
     return _version("locust-c", getattr(package, "__version__", None))
 
 
+def collect_versions() -> tuple[str | None, str]:
+    """locust-c's version and Locust's."""
+    import locust
+
+    return _locust_c_version(), locust.__version__
+
+
 def run_identity() -> tuple[str | None, str | None]:
     """The commit and branch the run tested: GitHub Actions' (GITHUB_SHA, GITHUB_REF_NAME), else the git
     repository of the working directory's, else None."""

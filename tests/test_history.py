@@ -113,3 +113,37 @@ def test_a_malformed_file_is_bad_input_naming_it(tmp_path: Path, capsys, content
     assert "zz-broken.json" in err and message in err and len(err.strip().splitlines()) == 1
     with pytest.raises(BadInput, match="no such directory"):
         load_history(str(tmp_path / "missing"))
+
+
+def write_canary(tmp_path: Path) -> Path:
+    locustfile = tmp_path / "locustfile.py"
+    locustfile.write_text("from locust import constant, task\nfrom locust_c import FastCUser\n\n\n"
+                          "class Canary(FastCUser):\n    wait_time = constant(0.01)\n\n"
+                          "    @task\n    def index(self):\n        self.client.get('/')\n")
+    return locustfile
+
+
+def test_a_long_run_writes_a_results_file_per_window_for_the_history(tmp_path: Path, testserver, capsys) -> None:
+    from test_gate_helpers import locust as run_locust
+
+    locustfile = write_canary(tmp_path)
+    out = tmp_path / "canary.json"
+    proc = run_locust(locustfile, "-H", testserver.url, "-u", "2", "-r", "2", "-t", "9s", "--results-json", str(out),
+                      "--results-every", "2s")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    windows = sorted((tmp_path / "canary-windows").iterdir())
+    assert 3 <= len(windows) <= 5, windows
+    runs = load_history(str(tmp_path / "canary-windows"))
+    counts = [r.data["total"]["num_requests"] for r in runs]
+    assert all(c > 0 for c in counts) and sum(counts) <= json.loads(out.read_text())["total"]["num_requests"]
+    assert all(1.5 < r.data["run_time_s"] < 3.5 and r.data["source"] == "locust-c" for r in runs)
+    assert main(["history", str(tmp_path / "canary-windows")]) == 0
+    assert f"{len(runs)} runs, from " in capsys.readouterr().out
+
+
+def test_results_every_needs_results_json(tmp_path: Path, testserver) -> None:
+    from test_gate_helpers import locust as run_locust
+
+    locustfile = write_canary(tmp_path)
+    proc = run_locust(locustfile, "-H", testserver.url, "-t", "1s", "--results-every", "5m")
+    assert proc.returncode == 2 and "--results-every: needs --results-json" in proc.stderr
