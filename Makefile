@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEBS := libcurl4-openssl-dev libssl-dev libuv1-dev clang zlib1g-dev libbrotli-dev pkg-config prometheus
 DEMO_PORT ?= 18089
 
-.PHONY: all deps venv build test sanitize tsan fuzz fuzz-h1 demo bench lint clean
+.PHONY: all deps venv build test sanitize tsan fuzz fuzz-h1 demo bench lint clean wheel
 
 all: build
 
@@ -77,7 +77,18 @@ bench: build
 	$(PY) bench/run.py
 
 clean:
-	rm -rf build *.egg-info locust_c/*.so
+	rm -rf build *.egg-info locust_c/*.so dist wheelhouse
+
+# A wheel that installs without a compiler or libcurl's and libuv's development packages: auditwheel copies
+# libcurl, libuv and what they need (OpenSSL too) into it and names the oldest glibc it runs on (manylinux_2_34
+# from Debian bookworm). With its own OpenSSL, an ssl_context_factory context is copied option by option rather
+# than shared (session.py: _shares_openssl). cibuildwheel ([tool.cibuildwheel] in pyproject.toml) builds the same
+# from the manylinux images for older systems.
+wheel: venv
+	rm -rf dist wheelhouse
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation . -w dist
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m auditwheel repair -w wheelhouse dist/locust_c-*.whl
+	$(PY) -m auditwheel show wheelhouse/locust_c-*.whl
 
 # The content decoder under libFuzzer with ASan and UBSan (tests/fuzz/fuzz_decode.c); the test suite runs it for a
 # few seconds from a seed corpus it writes, `make fuzz FUZZ_SECONDS=600` longer.
