@@ -306,7 +306,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     runs = history_mod.load_history(args.history)
     shifts = history_mod.find_shifts(runs, args.max_pvalue) if len(runs) >= 4 else []
-    print(history_mod.describe(runs, shifts, args.threshold))
+    report = history_mod.describe(runs, shifts, args.threshold)
+    print(report)
+    append_step_summary(f"### locust-c history\n\n```\n{report}\n```\n")
     if args.plot:
         for path in history_mod.plot(runs, shifts, args.plot):
             print(f"wrote {path}")
