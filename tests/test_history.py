@@ -147,3 +147,25 @@ def test_results_every_needs_results_json(tmp_path: Path, testserver) -> None:
     locustfile = write_canary(tmp_path)
     proc = run_locust(locustfile, "-H", testserver.url, "-t", "1s", "--results-every", "5m")
     assert proc.returncode == 2 and "--results-every: needs --results-json" in proc.stderr
+
+
+def test_a_results_file_names_the_commit_and_branch_it_tested(monkeypatch, tmp_path: Path) -> None:
+    import subprocess
+
+    from locust_c.results import run_identity
+
+    monkeypatch.setenv("GITHUB_SHA", "abc123")
+    monkeypatch.setenv("GITHUB_REF_NAME", "feature/x")
+    assert run_identity() == ("abc123", "feature/x")
+    monkeypatch.delenv("GITHUB_SHA")
+    monkeypatch.delenv("GITHUB_REF_NAME")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "nightly"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    assert run_identity() == (head, "nightly")
+    monkeypatch.chdir(tmp_path)  # not a repository: no identity, no error
+    assert run_identity() == (None, None)
