@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from .gate import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_PASS, BadInput
 from .gate import compare as compare_mod
+from .gate import history as history_mod
 from .gate import leak as leak_mod
 from .gate import ready as ready_mod
 from .gate.report import append_step_summary, sla_markdown, sla_text
@@ -302,8 +303,6 @@ def add_wait_ready(sub: argparse._SubParsersAction) -> None:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Find the change points of a history of runs; fail when a latest segment regressed."""
-    from .gate import history as history_mod
-
     runs = history_mod.load_history(args.history)
     shifts = history_mod.find_shifts(runs, args.max_pvalue) if len(runs) >= 4 else []
     report = history_mod.describe(runs, shifts, args.threshold)
@@ -313,12 +312,6 @@ def cmd_history(args: argparse.Namespace) -> int:
         for path in history_mod.plot(runs, shifts, args.plot):
             print(f"wrote {path}")
     return EXIT_FAIL if history_mod.regressions(shifts, args.threshold) else EXIT_PASS
-
-
-def history_max_pvalue() -> float:
-    from .gate.history import MAX_PVALUE
-
-    return MAX_PVALUE
 
 
 def add_history(sub: argparse._SubParsersAction) -> None:
@@ -335,7 +328,7 @@ def add_history(sub: argparse._SubParsersAction) -> None:
     p.add_argument("history", metavar="DIR_OR_JSONL", help="a directory of results files, or a .jsonl file")
     p.add_argument("--threshold", type=float, default=0.05, metavar="F",
                    help="a latest shift worse than this fraction fails (default 0.05: 5 %%)")
-    p.add_argument("--max-pvalue", type=float, default=history_max_pvalue(), metavar="P",
+    p.add_argument("--max-pvalue", type=float, default=history_mod.MAX_PVALUE, metavar="P",
                    help="the significance a change point needs (default %(default)g)")
     p.add_argument("--plot", metavar="DIR", help="write a PNG per metric with the change points marked")
     p.set_defaults(func=cmd_history)
