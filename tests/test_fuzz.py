@@ -34,7 +34,7 @@ def run(fuzzer: Path, seeds: dict[str, bytes], tmp_path: Path) -> None:
     corpus.mkdir()
     for name, data in seeds.items():
         (corpus / name).write_bytes(data)
-    proc = subprocess.run([str(fuzzer), "-max_total_time=8", "-max_len=65536", f"-artifact_prefix={tmp_path}/",
+    proc = subprocess.run([str(fuzzer), "-max_total_time=5", "-max_len=65536", f"-artifact_prefix={tmp_path}/",
                            str(corpus)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
