@@ -93,7 +93,7 @@ class ArrivalSchedule:
             waiting.popleft()
         if not late:
             waiting.append(due)
-        tally = self.tally
+        tally = self.tally  # as _count() would, without its loop: this runs once per iteration
         if tally is not None:
             tally.issued += 1
             tally.dropped += dropped
@@ -101,6 +101,13 @@ class ArrivalSchedule:
             if not tally.first_due or due < tally.first_due:
                 tally.first_due = due
         return due
+
+    def _count(self, **counts: int) -> None:
+        """Add to this schedule's counts and to its class's tally."""
+        for key, n in counts.items():
+            setattr(self, key, getattr(self, key) + n)
+            if self.tally is not None:
+                setattr(self.tally, key, getattr(self.tally, key) + n)
 
     def finish(self, now: float) -> None:
         """The test ended at ``now``: the iterations issued for later never ran, and the due times before it that
@@ -110,22 +117,13 @@ class ArrivalSchedule:
         ahead = sum(1 for due in self.waiting if due > now)
         self.waiting.clear()
         dropped = self._skip(now - self.max_lag)
-        unstarted = self._skip(now)
-        self.cancelled += ahead
-        self.dropped += dropped
-        self.unstarted += unstarted
-        if self.tally is not None:
-            self.tally.cancelled += ahead
-            self.tally.dropped += dropped
-            self.tally.unstarted += unstarted
+        self._count(cancelled=ahead, dropped=dropped, unstarted=self._skip(now))
 
     def cancel(self, due: float, now: float) -> None:
         """A user stopped at ``now`` while it waited for ``due``: that iteration will not run."""
         if due > now and due in self.waiting:
             self.waiting.remove(due)
-            self.cancelled += 1
-            if self.tally is not None:
-                self.tally.cancelled += 1
+            self._count(cancelled=1)
 
 
 @dataclass
@@ -218,9 +216,8 @@ class _Registry:
         for wait in self.waits:
             wait.schedules.clear()
 
-
     def finish(self, now: float) -> None:
-        """The test stopped at ``now``: count the iterations that were due and never started as dropped."""
+        """The test stopped at ``now``: each schedule accounts for the due times no user ran (its finish())."""
         for wait in self.waits:
             for schedule in list(wait.schedules.values()):
                 schedule.finish(now)
@@ -234,12 +231,18 @@ class _Registry:
 REGISTRY = _Registry()
 
 
+def started_and_span(t: dict[str, float]) -> tuple[float, float | None]:
+    """Of a tally (:meth:`ArrivalTally.to_dict`): the iterations that ran (a user stopped while it waited ran none),
+    and the seconds from the first due time to the end of the test (None before the end)."""
+    span = t["end"] - t["first_due"] if t["end"] > t["first_due"] > 0 else None
+    return t["issued"] - t.get("cancelled", 0), span
+
+
 def describe(totals: dict[str, dict[str, float]]) -> list[str]:
     """The summary's lines: per user class, the rate asked for and sent, the iterations started, late, dropped."""
     lines = []
     for user_class, t in sorted(totals.items()):
-        started = t["issued"] - t.get("cancelled", 0)
-        span = t["end"] - t["first_due"] if t["end"] > t["first_due"] > 0 else None
+        started, span = started_and_span(t)
         sent = f" ({started / span:.1f}/s sent)" if span else ""
         lines.append(f"arrival_rate {user_class}: {t['rate']:g}/s asked; {started:.0f} iterations started{sent}, "
                      f"{t['late']:.0f} late, {t['dropped']:.0f} dropped (every user busy)"

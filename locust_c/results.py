@@ -15,6 +15,7 @@ import time
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from .arrival import started_and_span
 from .gate.results import FORMAT, write_results_dict
 
 if TYPE_CHECKING:
@@ -31,32 +32,26 @@ def _version(package: str, fallback: str | None = None) -> str | None:
         return fallback
 
 
-def _locust_c_version() -> str | None:
+def locust_c_version() -> str | None:
     package = sys.modules.get(__package__ or "locust_c")
     return _version("locust-c", getattr(package, "__version__", None))
 
 
-def collect_versions() -> tuple[str | None, str]:
-    """locust-c's version and Locust's."""
-    import locust
-
-    return _locust_c_version(), locust.__version__
+def _git(*args: str) -> str | None:
+    """What ``git ARGS`` prints in the working directory, or None (no git, no repository, a detached HEAD)."""
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = out.stdout.strip() if out.returncode == 0 else ""
+    return value if value and value != "HEAD" else None
 
 
 def run_identity() -> tuple[str | None, str | None]:
     """The commit and branch the run tested: GitHub Actions' (GITHUB_SHA, GITHUB_REF_NAME), else the git
     repository of the working directory's, else None."""
-    commit, branch = os.environ.get("GITHUB_SHA") or None, os.environ.get("GITHUB_REF_NAME") or None
-    for name, args in (("commit", ["rev-parse", "HEAD"]), ("branch", ["rev-parse", "--abbrev-ref", "HEAD"])):
-        if (commit if name == "commit" else branch) is not None:
-            continue
-        try:
-            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            break
-        value = out.stdout.strip() if out.returncode == 0 else ""
-        if value and value != "HEAD":
-            commit, branch = (value, branch) if name == "commit" else (commit, value)
+    commit = os.environ.get("GITHUB_SHA") or _git("rev-parse", "HEAD")
+    branch = os.environ.get("GITHUB_REF_NAME") or _git("rev-parse", "--abbrev-ref", "HEAD")
     return commit, branch
 
 
@@ -117,7 +112,7 @@ def collect(environment: Environment, *, user_count: int | None = None, source: 
         "format": FORMAT,
         "commit": commit,
         "branch": branch,
-        "locust_c_version": _locust_c_version(),
+        "locust_c_version": locust_c_version(),
         "locust_version": locust.__version__,
         "host": environment.host,
         "user_count": user_count,
@@ -133,8 +128,7 @@ def collect(environment: Environment, *, user_count: int | None = None, source: 
         # The open model's iterations per user class (k6's iterations and dropped_iterations).
         data["arrival"] = {}
         for user_class, t in sorted(totals.items()):
-            span = t["end"] - t["first_due"] if t["end"] > t["first_due"] > 0 else None
-            started = t["issued"] - t.get("cancelled", 0)  # a user stopped while it waited ran no iteration
+            started, span = started_and_span(t)
             data["arrival"][user_class] = {
                 "rate": t["rate"], "iterations": int(started), "late": int(t["late"]),
                 "dropped": int(t["dropped"]), "unstarted": int(t.get("unstarted", 0)),
