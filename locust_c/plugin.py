@@ -17,7 +17,6 @@ In distributed mode only the master writes results and gates (once workers have 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -469,23 +468,20 @@ def _write_windows(environment: Environment, state: GateState) -> None:
     import datetime as dt
     from pathlib import Path
 
-    reader = live_mod.LiveGate(environment, None, 0, math.inf)  # type: ignore[arg-type]
     assert state.results_json is not None
     directory = Path(state.results_json).with_name(Path(state.results_json).stem + "-windows")
-    then, then_wall = reader.snapshot(), time.time()
+    commit, branch = results_mod.run_identity()  # one test, one commit
+    then, then_wall = live_mod.take_snapshot(environment), time.time()
     while True:
         gevent.sleep(state.results_every)
-        now, now_wall = reader.snapshot(), time.time()
-        reader.snapshots.clear()
-        reader.snapshots.append(then)
-        window = reader.window(now)
+        now, now_wall = live_mod.take_snapshot(environment), time.time()
+        window = live_mod.window_between(then, now)
         if window is not None and window.endpoints:
             data = window.run().to_dict()
-            commit, branch = results_mod.run_identity()
             start = dt.datetime.fromtimestamp(then_wall, tz=dt.UTC)
             data.update(commit=commit, branch=branch, source="locust-c",
                         start_time=start.isoformat(timespec="seconds"), run_time_s=round(now_wall - then_wall, 3),
-                        locust_c_version=results_mod.collect_versions()[0], host=environment.host)
+                        locust_c_version=results_mod.locust_c_version(), host=environment.host)
             try:
                 directory.mkdir(parents=True, exist_ok=True)
                 results_mod.write_results_dict(data, str(directory / f"{start:%Y%m%dT%H%M%SZ}.json"))

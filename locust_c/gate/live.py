@@ -148,6 +148,56 @@ def doubtless(verdict: Verdict, series: _Series) -> bool:
     return False
 
 
+def take_snapshot(environment: Environment) -> _Snapshot:
+    """Every endpoint's latency histogram (a copy) and counts, now."""
+    from .. import _engine
+    from ..stats import StatsBridge, locust_stats
+
+    stats = locust_stats(environment)
+    bridge = StatsBridge.of(stats)
+    endpoints: dict[tuple[str, str], _Series] = {}
+    for (name, method), entry in stats.entries.items():
+        key = (method or "", name)
+        ep = bridge.endpoints.get(key)
+        corrected = None
+        if ep is not None and ep.hist.count:
+            hist = ep.hist.copy()
+            corrected = ep.corrected.copy() if ep.corrected.count else None
+        else:
+            hist = _engine.Histogram()
+            for ms, count in entry.response_times.items():
+                hist.record(int(_rounded_from(ms) * 1000), count)
+        endpoints[key] = _Series(hist, entry.num_requests, entry.num_failures, corrected)
+    return _Snapshot(time.monotonic(), bridge.generation, endpoints)
+
+
+def window_between(then: _Snapshot, now: _Snapshot) -> Window | None:
+    """What happened from one snapshot to a later one; None when the statistics were reset between them."""
+    if then.generation != now.generation:
+        return None  # the statistics were reset: start the window again
+    window = Window(now.t - then.t)
+    for key, series in now.endpoints.items():
+        old = then.endpoints.get(key)
+        hist = series.hist.copy()
+        corrected = series.corrected.copy() if series.corrected is not None else None
+        requests, failures = series.requests, series.failures
+        if old is not None:
+            try:
+                hist.subtract(old.hist)
+                if corrected is not None and old.corrected is not None:
+                    corrected.subtract(old.corrected)
+            except ValueError:  # not contained: the statistics were reset in a way the count did not show
+                return None
+            if old.requests > requests:
+                return None
+            requests -= old.requests
+            failures -= old.failures
+        if requests:
+            window.endpoints[key] = _Series(hist, requests, failures,
+                                            corrected if corrected is not None and corrected.count else None)
+    return window
+
+
 class LiveGate:
     """Snapshots an environment's statistics once a second and judges the last window against the budgets."""
 
@@ -172,25 +222,7 @@ class LiveGate:
         return time.monotonic() - self.started
 
     def snapshot(self) -> _Snapshot:
-        from .. import _engine
-        from ..stats import StatsBridge, locust_stats
-
-        stats = locust_stats(self.environment)
-        bridge = StatsBridge.of(stats)
-        endpoints: dict[tuple[str, str], _Series] = {}
-        for (name, method), entry in stats.entries.items():
-            key = (method or "", name)
-            ep = bridge.endpoints.get(key)
-            corrected = None
-            if ep is not None and ep.hist.count:
-                hist = ep.hist.copy()
-                corrected = ep.corrected.copy() if ep.corrected.count else None
-            else:
-                hist = _engine.Histogram()
-                for ms, count in entry.response_times.items():
-                    hist.record(int(_rounded_from(ms) * 1000), count)
-            endpoints[key] = _Series(hist, entry.num_requests, entry.num_failures, corrected)
-        return _Snapshot(time.monotonic(), bridge.generation, endpoints)
+        return take_snapshot(self.environment)
 
     def window(self, now: _Snapshot) -> Window | None:
         """The window from the oldest kept snapshot to ``now`` (None before there are two)."""
@@ -198,30 +230,7 @@ class LiveGate:
             self.snapshots.popleft()
         if not self.snapshots:
             return None
-        then = self.snapshots[0]
-        if then.generation != now.generation:
-            return None  # the statistics were reset: start the window again
-        window = Window(now.t - then.t)
-        for key, series in now.endpoints.items():
-            old = then.endpoints.get(key)
-            hist = series.hist.copy()
-            corrected = series.corrected.copy() if series.corrected is not None else None
-            requests, failures = series.requests, series.failures
-            if old is not None:
-                try:
-                    hist.subtract(old.hist)
-                    if corrected is not None and old.corrected is not None:
-                        corrected.subtract(old.corrected)
-                except ValueError:  # not contained: the statistics were reset in a way the count did not show
-                    return None
-                if old.requests > requests:
-                    return None
-                requests -= old.requests
-                failures -= old.failures
-            if requests:
-                window.endpoints[key] = _Series(hist, requests, failures,
-                                                corrected if corrected is not None and corrected.count else None)
-        return window
+        return window_between(self.snapshots[0], now)
 
     def check(self) -> GateResult | None:
         """Take a snapshot and judge the window; the verdicts when a breach is beyond doubt, else None."""
