@@ -1983,16 +1983,24 @@ static void conn_resume(conn_t *c) {
     conn_read_start(c);
 }
 
+/* Whether the timer of a connection paused for `pause` (a /delay or a stall) has come due, ending the pause. The
+ * loop's clock has millisecond steps: a wake-up that comes early waits the rest, a millisecond at most. */
+static int conn_pause_due(conn_t *c, int pause, uv_timer_cb cb) {
+  if (c->closing || c->pause != pause)
+    return 0;
+  if (uv_hrtime() < c->delay_due_ns) {
+    uv_timer_start(&c->timer, cb, 1, 0);
+    return 0;
+  }
+  c->pause = PAUSE_NONE;
+  return 1;
+}
+
 static void conn_delay_cb(uv_timer_t *timer) {
   conn_t *c = timer->data;
 
-  if (c->closing || c->pause != PAUSE_DELAY)
+  if (!conn_pause_due(c, PAUSE_DELAY, conn_delay_cb))
     return;
-  if (uv_hrtime() < c->delay_due_ns) { /* early: the rest of the delay, a millisecond at most */
-    uv_timer_start(&c->timer, conn_delay_cb, 1, 0);
-    return;
-  }
-  c->pause = PAUSE_NONE;
   respond(c, &c->delayed, 200, CT_TEXT, NULL, 0, "ok", 2);
   conn_resume(c);
 }
@@ -2000,13 +2008,8 @@ static void conn_delay_cb(uv_timer_t *timer) {
 static void conn_stall_cb(uv_timer_t *timer) {
   conn_t *c = timer->data;
 
-  if (c->closing || c->pause != PAUSE_STALL)
+  if (!conn_pause_due(c, PAUSE_STALL, conn_stall_cb))
     return;
-  if (uv_hrtime() < c->delay_due_ns) { /* early: the rest of the stall, a millisecond at most */
-    uv_timer_start(&c->timer, conn_stall_cb, 1, 0);
-    return;
-  }
-  c->pause = PAUSE_NONE;
   conn_resume(c);
   if (!c->closing && !c->reading && c->pause == PAUSE_NONE && c->in.len < TS_PAUSED_INPUT_MAX)
     conn_read_start(c);
