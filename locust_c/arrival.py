@@ -176,7 +176,9 @@ class _Registry:
         self.worker_index = 0
 
     def share(self, user_class: str) -> float:
-        return self.shares.get(user_class, 1.0 / self.workers)
+        """The share a new schedule of the class starts with. A user of the class is here, so a share of 0 is
+        the master's word from before it counted this worker's users: 1 / workers until its next word."""
+        return self.shares.get(user_class) or 1.0 / self.workers
 
     def set_shares(self, shares: dict[str, float]) -> None:
         """The master's word on this worker's share of each class's rate; the schedules follow at once."""
@@ -186,7 +188,7 @@ class _Registry:
             for schedule in wait.schedules.values():
                 rate = schedule.rate
                 if schedule.base_rate:
-                    rate = schedule.base_rate * self.share(schedule.user_class)
+                    rate = schedule.base_rate * self.shares.get(schedule.user_class, 1.0 / self.workers)
                     if rate > 0:  # a share of 0: no user of the class is left here to take an iteration
                         schedule.rate = rate
                 rates[schedule.user_class] = rates.get(schedule.user_class, 0.0) + rate

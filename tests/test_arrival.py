@@ -117,3 +117,23 @@ def test_the_shape_sizes_the_users_by_littles_law_and_says_when_max_users_is_too
     quitting[0]()
     assert "max_users=40 was too few: 100 iterations/s needed about 75 users; 123 iterations were dropped" in \
         capsys.readouterr().out
+
+
+def test_a_share_of_zero_from_the_master_does_not_stop_a_new_user(monkeypatch):
+    from locust_c.arrival import REGISTRY
+
+    class Early:
+        pass
+
+    REGISTRY.reset(workers=2)
+    try:
+        wait = arrival_rate(10.0)
+        REGISTRY.set_shares({"Early": 0.0})  # the master had not counted this worker's users yet
+        monkeypatch.setattr("locust_c.arrival.time.time", lambda: 50.0)
+        assert wait(Early()) == 0.0  # no error: the schedule runs 1 / workers of the rate until told otherwise
+        assert wait.schedules[Early].rate == 5.0
+        REGISTRY.set_shares({"Early": 1.0})
+        assert wait.schedules[Early].rate == 10.0 and REGISTRY.tallies["Early"].rate == 10.0
+    finally:
+        REGISTRY.reset()
+        REGISTRY.waits.remove(wait)
