@@ -1,14 +1,22 @@
 # locust-c: two commands do everything on a fresh Debian machine.
-#   make demo   set up, build, start the C test server, run a 20 s headless Locust with FastCUser
+#   make demo   set up, build, run the performance lab for 20 s: the demo shop, a master and two workers, the gate
 #   make test   set up, build, run the whole test suite
+# The lab's scenarios, each an exit code and a short account (locust-c lab --help):
+#   make lab | smoke | baseline | stress | spike | soak | leak-test | compare   [WORKERS=2 USERS=N DURATION=30s
+#   SHOP_ARGS="--search-tail-ratio 0.1" LAB_OUT=lab-results]
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEBS := libcurl4-openssl-dev libssl-dev libuv1-dev clang zlib1g-dev libbrotli-dev pkg-config prometheus
 DEMO_PORT ?= 18089
+WORKERS ?= 2
+LAB_OUT ?= lab-results
+LAB_SCENARIOS := smoke baseline stress spike soak leak-test compare
+LAB = $(PY) -m locust_c lab --workers $(WORKERS) --out $(LAB_OUT) $(if $(USERS),--users $(USERS)) \
+	$(if $(DURATION),--duration $(DURATION)) $(if $(SHOP_ARGS),--shop-args "$(SHOP_ARGS)")
 
-.PHONY: all deps venv build test sanitize tsan fuzz fuzz-h1 demo bench lint clean wheel
+.PHONY: all deps venv build test sanitize tsan fuzz fuzz-h1 demo engine-demo bench lint clean wheel lab $(LAB_SCENARIOS)
 
 all: build
 
@@ -67,8 +75,18 @@ tsan: build/engine_stress
 lint: venv
 	$(VENV)/bin/ruff check locust_c tests bench examples
 
+# The short lab run; the engine alone against the C test server is engine-demo.
 demo: build
+	$(LAB) lab $(if $(DURATION),,--duration 20s)
+
+engine-demo: build
 	$(PY) examples/run_demo.py --port $(DEMO_PORT)
+
+lab: build
+	$(LAB) lab
+
+$(LAB_SCENARIOS): build
+	$(LAB) $@
 
 # wrk is the benchmark's reference for latency and the ceiling for throughput.
 BENCH_DEBS := wrk
@@ -77,7 +95,7 @@ bench: build
 	$(PY) bench/run.py
 
 clean:
-	rm -rf build *.egg-info locust_c/*.so dist wheelhouse
+	rm -rf build *.egg-info locust_c/*.so dist wheelhouse $(LAB_OUT)
 
 # A wheel that installs without a compiler or libcurl's and libuv's development packages: auditwheel copies
 # libcurl, libuv and what they need (OpenSSL too) into it and names the oldest glibc it runs on (manylinux_2_34

@@ -1,8 +1,8 @@
 """The ``locust-c`` command: the CI performance gate.
 
 Subcommands: ``gate`` (SLA budgets), ``compare`` (regression against a baseline), ``leak`` (memory-leak hunter),
-``wait-ready`` (readiness polling) and ``history`` (change points over many runs). Exit codes: 0 pass, 1 budget
-breached, 2 bad input.
+``wait-ready`` (readiness polling), ``history`` (change points over many runs) and ``lab`` (the performance lab's
+scenarios against the demo shop). Exit codes: 0 pass, 1 budget breached, 2 bad input.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .gate import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_PASS, BadInput
 from .gate import compare as compare_mod
@@ -334,6 +336,79 @@ def add_history(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_history)
 
 
+# ---------------------------------------------------------------------------------------------------- lab
+
+
+def _seconds(text: str) -> float:
+    """A duration: 30, 30s, 2m or 1h."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    return _positive(number) * unit
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Run one of the lab's scenarios."""
+    from .lab import Lab, LabError, run_scenario
+
+    lab = Lab(shop_dir=Path(args.shop), sla_file=Path(args.sla_file), out=Path(args.out), workers=args.workers,
+              ready_timeout=args.ready_timeout, shop_args=shlex.split(args.shop_args))
+    try:
+        outcome = run_scenario(lab, args.scenario, args.users or None, args.duration)
+    except LabError as e:
+        print(f"{PROG} lab {args.scenario}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    verdict = "PASS" if outcome.code == EXIT_PASS else "FAIL"
+    print(f"\nlab {args.scenario}: {verdict} (exit code {outcome.code})")
+    for line in outcome.account:
+        print(f"  {line}")
+    append_step_summary(f"### locust-c lab {args.scenario}: {verdict}\n\n"
+                        + "".join(f"- {line.strip()}\n" for line in outcome.account))
+    return outcome.code
+
+
+def add_lab(sub: argparse._SubParsersAction) -> None:
+    """The ``lab`` subcommand."""
+    from .lab import SCENARIOS
+
+    scenarios = "; ".join(f"{s.name}: {s.summary} ({s.users} users, {s.duration:g} s)" for s in SCENARIOS.values())
+    p = sub.add_parser(
+        "lab",
+        help="run a performance-lab scenario against the demo shop",
+        description="Start the demo shop, wait until it is ready, run its workload (75 %% browsers, 25 %% buyers "
+        "in a login-browse-cart-checkout funnel) with a Locust master and --workers workers, gate the run with "
+        f"the shop's SLA file and the scenario's gates, and print what it found. Scenarios: {scenarios}.",
+        epilog="exit codes: 0 pass, 1 a gate failed (the readiness gate too), 2 bad input or the lab could not run",
+    )
+    p.add_argument("scenario", nargs="?", default="lab", choices=list(SCENARIOS), metavar="SCENARIO",
+                   help=f"one of {', '.join(SCENARIOS)} (default: lab)")
+    p.add_argument("--workers", type=_count, default=2, metavar="N",
+                   help="Locust workers beside the master (default 2; 0: the users run in one process)")
+    p.add_argument("--users", type=_count, default=0, metavar="N", help="users (default: the scenario's)")
+    p.add_argument("--duration", type=_seconds, metavar="TIME",
+                   help="how long each run lasts, e.g. 30s or 5m (default: the scenario's)")
+    p.add_argument("--shop-args", default="", metavar="ARGS",
+                   help="switches for the shop, e.g. '--search-tail-ratio 0.5' (see examples/shop/service.py)")
+    p.add_argument("--shop", default="examples/shop", metavar="DIR",
+                   help="the shop's directory: service.py and locustfile.py (default examples/shop)")
+    p.add_argument("--sla-file", default="examples/slas.yml", metavar="FILE",
+                   help="the SLA budgets (default examples/slas.yml)")
+    p.add_argument("--out", default="lab-results", metavar="DIR",
+                   help="where results and the baseline are written (default lab-results)")
+    p.add_argument("--ready-timeout", type=_positive, default=30.0, metavar="S",
+                   help="how long the shop may take to become ready (default 30)")
+    p.set_defaults(func=cmd_lab)
+
+
 # ---------------------------------------------------------------------------------------------------- main
 
 
@@ -342,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="The locust-c CI performance gate: SLA budgets, regression against a baseline, a memory-leak "
-        "hunter and readiness polling. Run 'locust-c COMMAND --help' for each command.",
+        "hunter, readiness polling, the history's change points and the performance lab. "
+        "Run 'locust-c COMMAND --help' for each command.",
         epilog=EXIT_CODES,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -351,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_leak(sub)
     add_wait_ready(sub)
     add_history(sub)
+    add_lab(sub)
     return parser
 
 

@@ -479,9 +479,11 @@ def _write_windows(environment: Environment, state: GateState) -> None:
         if window is not None and window.endpoints:
             data = window.run().to_dict()
             start = dt.datetime.fromtimestamp(then_wall, tz=dt.UTC)
+            runner = environment.runner
             data.update(commit=commit, branch=branch, source="locust-c",
                         start_time=start.isoformat(timespec="seconds"), run_time_s=round(now_wall - then_wall, 3),
-                        locust_c_version=results_mod.locust_c_version(), host=environment.host)
+                        locust_c_version=results_mod.locust_c_version(), host=environment.host,
+                        user_count=runner.user_count if runner is not None else None)
             try:
                 directory.mkdir(parents=True, exist_ok=True)
                 results_mod.write_results_dict(data, str(directory / f"{start:%Y%m%dT%H%M%SZ}.json"))

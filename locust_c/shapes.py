@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -259,12 +260,11 @@ SHAPES: dict[str, type[ParamShape]] = {
 """The shapes ``LOAD_SHAPE`` can name."""
 
 
-def _parse(text: str, name: str, default: Any) -> float:
+def _parse(text: str, name: str, whole: bool) -> float:
     try:
-        value = int(text) if isinstance(default, int) and not isinstance(default, bool) else float(text)
+        value = int(text) if whole else float(text)
     except ValueError:
-        kind = "a whole number" if isinstance(default, int) else "a number"
-        raise ValueError(f"{name}={text!r} is not {kind}") from None
+        raise ValueError(f"{name}={text!r} is not {'a whole number' if whole else 'a number'}") from None
     if value < 0:
         raise ValueError(f"{name}={text!r} must be >= 0")
     return value
@@ -294,10 +294,13 @@ def shape_from_env(
     bad = sorted(set(numbers) - set(base.params))
     if bad:
         raise ValueError(f"shape_from_env: {base.__name__} has no number {', '.join(bad)}")
+    hints = typing.get_type_hints(base)
     for param in base.params:
         key = f"{variable}_{param.upper()}"
         if env.get(key, "").strip():
-            numbers[param] = _parse(env[key].strip(), key, getattr(base, param))
+            # A number declared int (users) must be whole; one declared float (seconds, rates) need not be.
+            whole = int in (typing.get_args(hints[param]) or (hints[param],))
+            numbers[param] = _parse(env[key].strip(), key, whole)
     shape = type(base)(base.__name__, (base,), {"abstract": False, "__module__": base.__module__, **numbers})
     shape()  # validate the numbers now rather than when Locust makes the shape
     return shape

@@ -68,6 +68,9 @@ def test_shape_from_env() -> None:
     step = shape_from_env({"LOAD_SHAPE": "step"}, step={"step_users": 4})
     assert step is not None and step().at(0) == (4, 10.0)
     assert set(SHAPES) == {"step", "stress", "spike", "soak", "arrival"}
+    # Seconds and rates are declared float: a fraction of them is a number; users are whole.
+    stress = shape_from_env({"LOAD_SHAPE": "stress", "LOAD_SHAPE_HOLD": "1.5", "LOAD_SHAPE_PEAK_USERS": "8"})
+    assert stress is not None and (stress().hold, stress().peak_users) == (1.5, 8)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +78,8 @@ def test_shape_from_env() -> None:
     [
         ({"LOAD_SHAPE": "wave"}, {}, "LOAD_SHAPE='wave' is not a load shape (expected one of: step, stress"),
         ({"LOAD_SHAPE": "step", "LOAD_SHAPE_STEPS": "many"}, {}, "LOAD_SHAPE_STEPS='many' is not a whole number"),
+        ({"LOAD_SHAPE": "stress", "LOAD_SHAPE_PEAK_USERS": "8.5"}, {}, "LOAD_SHAPE_PEAK_USERS='8.5' is not a whole"),
+        ({"LOAD_SHAPE": "soak", "LOAD_SHAPE_DURATION": "1h"}, {}, "LOAD_SHAPE_DURATION='1h' is not a number"),
         ({"LOAD_SHAPE": "spike", "LOAD_SHAPE_SPIKE_FACTOR": "-2"}, {}, "LOAD_SHAPE_SPIKE_FACTOR='-2' must be >= 0"),
         ({"LOAD_SHAPE": "step"}, {"step": {"users": 1}}, "StepShape has no number users"),
         ({}, {"wave": {}}, "no shape named wave"),
