@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole test suite: the C test server (locust_c/testserver.py) in a subprocess.
+"""Fixtures shared by the whole test suite: the C test server (locust_c/testserver.py) in a subprocess; and
+``--shard I/N``, which ``make test`` uses to run the suite as two halves side by side.
 
 This file must not import Locust: Locust monkey-patches the standard library with gevent when it is imported,
 and that has to happen in the test modules that use it, not as a side effect of collecting the suite. Even
@@ -9,6 +10,8 @@ loaded from its file instead; it needs nothing but the standard library.
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,57 @@ from typing import Any
 import pytest
 
 TESTSERVER_PY = Path(__file__).resolve().parent.parent / "locust_c" / "testserver.py"
+
+# Seconds each slower module takes in a whole run on 2 cores. They only balance the shards: a module not listed
+# counts a second a test, and a stale figure makes one shard end a little later, never a test fail.
+MODULE_SECONDS = {
+    "test_open_model.py": 85, "test_lab.py": 80, "test_prometheus.py": 75, "test_locust_cli.py": 60,
+    "test_httpuser_api.py": 45, "test_gate_inrun.py": 40, "test_wheel.py": 30, "test_sla_abort.py": 30,
+    "test_endpoint_memory.py": 25, "test_stats_exact.py": 25, "test_engine_tsan.py": 22, "test_hostile_server.py": 25,
+    "test_fuzz.py": 15, "test_gate_leak.py": 15, "test_otel.py": 15, "test_connect_faults.py": 15,
+    "test_testserver.py": 15, "test_shapes.py": 12, "test_history.py": 12,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Distributed runs (--processes, --master/--worker) meet on Locust's master port, 5557 unless told otherwise: each
+# session takes a free one (Locust reads it from these variables), so that two shards do not join each other's runs.
+if "LOCUST_MASTER_BIND_PORT" not in os.environ:
+    os.environ["LOCUST_MASTER_BIND_PORT"] = os.environ["LOCUST_MASTER_NODE_PORT"] = str(_free_port())
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--shard", metavar="I/N", help="run only the I-th of N shards of the test modules (1-based); "
+                     "a module's tests stay together, the shards balanced by MODULE_SECONDS")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    spec = config.getoption("--shard")
+    if not spec:
+        return
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--shard {spec}: expected I/N, e.g. 1/2") from None
+    if not 1 <= index <= count:
+        raise pytest.UsageError(f"--shard {spec}: I must be between 1 and N")
+    tests: dict[str, int] = {}
+    for item in items:
+        tests[item.path.name] = tests.get(item.path.name, 0) + 1
+    loads, owner = [0.0] * count, {}
+    # Longest first, each to the shard with the least so far: close to even, and the same split every time.
+    for module in sorted(tests, key=lambda m: (-MODULE_SECONDS.get(m, tests[m]), m)):
+        shard = loads.index(min(loads))
+        owner[module] = shard
+        loads[shard] += MODULE_SECONDS.get(module, tests[module])
+    kept = [item for item in items if owner[item.path.name] == index - 1]
+    config.hook.pytest_deselected(items=[item for item in items if owner[item.path.name] != index - 1])
+    items[:] = kept
 
 
 def load_testserver_module() -> ModuleType:

@@ -102,6 +102,15 @@ def test_stress_reports_each_windows_users_and_where_the_budgets_broke(tmp_path:
     assert "first breached at" in run.stdout
 
 
+def test_spike_judges_the_windows_before_during_and_after_the_spike(tmp_path: Path) -> None:
+    run = lab(tmp_path, "spike", "--users", "2", "--duration", "6s")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"worst p95 per window: before the spike [\d.]+ ms, during the spike [\d.]+ ms, "
+                     r"after the spike [\d.]+ ms", run.stdout)
+    assert "recovered: p95 after the spike is back near p95 before it" in run.stdout
+    assert json.loads((tmp_path / "spike.json").read_text())["user_count"] == 10  # 5 × 2 at the top
+
+
 def test_make_lab_runs_a_master_and_two_workers(tmp_path: Path) -> None:
     run = subprocess.run(["make", "--no-print-directory", "lab", "WORKERS=2", "USERS=8", "DURATION=5s",
                           f"LAB_OUT={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=240,
