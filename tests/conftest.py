@@ -22,14 +22,17 @@ import pytest
 
 TESTSERVER_PY = Path(__file__).resolve().parent.parent / "locust_c" / "testserver.py"
 
-# Seconds each slower module takes in a whole run on 2 cores. They only balance the shards: a module not listed
-# counts a second a test, and a stale figure makes one shard end a little later, never a test fail.
+# Seconds each slower module takes in a whole run on 2 cores (two shards side by side). They only balance the
+# shards: a module not listed counts a tenth of a second a test, and a stale figure makes one shard end a little
+# later, never a test fail.
 MODULE_SECONDS = {
-    "test_open_model.py": 85, "test_lab.py": 80, "test_prometheus.py": 75, "test_locust_cli.py": 60,
-    "test_httpuser_api.py": 45, "test_gate_inrun.py": 40, "test_wheel.py": 30, "test_sla_abort.py": 30,
-    "test_endpoint_memory.py": 25, "test_stats_exact.py": 25, "test_engine_tsan.py": 22, "test_hostile_server.py": 25,
-    "test_fuzz.py": 15, "test_gate_leak.py": 15, "test_otel.py": 15, "test_connect_faults.py": 15,
-    "test_testserver.py": 15, "test_shapes.py": 12, "test_history.py": 12,
+    "test_lab.py": 102, "test_open_model.py": 75, "test_prometheus.py": 59, "test_locust_cli.py": 50,
+    "test_gate_inrun.py": 36, "test_hostile_server.py": 29, "test_wheel.py": 28, "test_sla_abort.py": 25,
+    "test_stats_exact.py": 24, "test_testserver.py": 19, "test_endpoint_memory.py": 17, "test_gate_leak.py": 16,
+    "test_httpuser_api.py": 16, "test_engine_tsan.py": 16, "test_connect_faults.py": 13, "test_fuzz.py": 13,
+    "test_history.py": 11, "test_otel.py": 9, "test_gate_ready.py": 6, "test_faults.py": 5, "test_tls_http2.py": 5,
+    "test_streaming.py": 5, "test_recipes.py": 4, "test_idle_users.py": 3, "test_shapes.py": 3,
+    "test_gate_helpers.py": 3, "test_threads.py": 2.5,
 }
 
 
@@ -65,10 +68,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tests[item.path.name] = tests.get(item.path.name, 0) + 1
     loads, owner = [0.0] * count, {}
     # Longest first, each to the shard with the least so far: close to even, and the same split every time.
-    for module in sorted(tests, key=lambda m: (-MODULE_SECONDS.get(m, tests[m]), m)):
+    def seconds(module: str) -> float:
+        return MODULE_SECONDS.get(module, tests[module] / 10)
+
+    for module in sorted(tests, key=lambda m: (-seconds(m), m)):
         shard = loads.index(min(loads))
         owner[module] = shard
-        loads[shard] += MODULE_SECONDS.get(module, tests[module])
+        loads[shard] += seconds(module)
     kept = [item for item in items if owner[item.path.name] == index - 1]
     config.hook.pytest_deselected(items=[item for item in items if owner[item.path.name] != index - 1])
     items[:] = kept

@@ -34,6 +34,8 @@ def test_the_wheel_bundles_libcurl_libuv_and_what_they_need(wheel: Path) -> None
     bundled = [Path(n).name for n in names if n.startswith("locust_c.libs/")]
     for library in ("libcurl-", "libuv-", "libssl-", "libnghttp2-"):
         assert any(n.startswith(library) for n in bundled), (library, bundled)
+    # Every subpackage is in it: the gate's commands and the lab's.
+    assert {"locust_c/gate/sla.py", "locust_c/lab/scenarios.py", "locust_c/py.typed"} <= set(names)
     # auditwheel repair names the wheel by its own verdict: the manylinux policy every bundled library meets.
     assert "-manylinux_2_" in wheel.name and wheel.name.endswith("_x86_64.whl"), wheel.name
 
