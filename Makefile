@@ -88,13 +88,13 @@ lint: venv
 
 # The short lab run; the engine alone against the C test server is engine-demo.
 demo: build
-	$(LAB) lab $(if $(DURATION),,--duration 20s)
+	$(LAB) run $(if $(DURATION),,--duration 20s)
 
 engine-demo: build
 	$(PY) examples/run_demo.py --port $(DEMO_PORT)
 
 lab: build
-	$(LAB) lab
+	$(LAB) run
 
 $(LAB_SCENARIOS): build
 	$(LAB) $@

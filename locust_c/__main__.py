@@ -389,8 +389,8 @@ def add_lab(sub: argparse._SubParsersAction) -> None:
         f"the shop's SLA file and the scenario's gates, and print what it found. Scenarios: {scenarios}.",
         epilog="exit codes: 0 pass, 1 a gate failed (the readiness gate too), 2 bad input or the lab could not run",
     )
-    p.add_argument("scenario", nargs="?", default="lab", choices=list(SCENARIOS), metavar="SCENARIO",
-                   help=f"one of {', '.join(SCENARIOS)} (default: lab)")
+    p.add_argument("scenario", nargs="?", default="run", choices=list(SCENARIOS), metavar="SCENARIO",
+                   help=f"one of {', '.join(SCENARIOS)} (default: run)")
     p.add_argument("--workers", type=_count, default=2, metavar="N",
                    help="Locust workers beside the master (default 2; 0: the users run in one process)")
     p.add_argument("--users", type=_count, default=0, metavar="N", help="users (default: the scenario's)")

@@ -31,10 +31,10 @@ def verdict(out: str, endpoint: str, metric: str) -> str:
 
 
 def test_the_healthy_shop_passes_every_budget_and_buyers_place_orders(tmp_path: Path) -> None:
-    run = lab(tmp_path, "lab", *RUN)
+    run = lab(tmp_path, "run", *RUN)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "lab lab: PASS (exit code 0)" in run.stdout and "SLA: all 13 budgets held" in run.stdout
-    data = json.loads((tmp_path / "lab.json").read_text())
+    assert "lab run: PASS (exit code 0)" in run.stdout and "SLA: all 13 budgets held" in run.stdout
+    data = json.loads((tmp_path / "run.json").read_text())
     names = {f"{e['method']} {e['name']}": e for e in data["endpoints"]}
     # Browsers and buyers both ran: the funnel's every step, and checkouts that became orders.
     assert set(names) == {"GET /api/products", "GET /api/products/[id]", "GET /api/search", "POST /api/login",
@@ -57,10 +57,10 @@ SWITCHES = [
 def test_each_misbehaviour_of_the_shop_is_caught_by_its_gate(
     tmp_path: Path, switches: str, endpoint: str, metric: str
 ) -> None:
-    run = lab(tmp_path, "lab", *RUN, "--shop-args", switches)
+    run = lab(tmp_path, "run", *RUN, "--shop-args", switches)
     assert run.returncode == 1, run.stdout + run.stderr
     assert verdict(run.stdout, endpoint, metric) == "FAIL"
-    assert "lab lab: FAIL (exit code 1)" in run.stdout
+    assert "lab run: FAIL (exit code 1)" in run.stdout
     if "no-id" in switches:  # a 200 that only reading the answer shows to be no order
         assert "checkout answered 200 without an order_id" in run.stdout + run.stderr
 
@@ -103,7 +103,7 @@ def test_stress_reports_each_windows_users_and_where_the_budgets_broke(tmp_path:
 
 
 def test_spike_judges_the_windows_before_during_and_after_the_spike(tmp_path: Path) -> None:
-    run = lab(tmp_path, "spike", "--users", "2", "--duration", "6s")
+    run = lab(tmp_path, "spike", "--users", "2", "--duration", "8s")
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"worst p95 per window: before the spike [\d.]+ ms, during the spike [\d.]+ ms, "
                      r"after the spike [\d.]+ ms", run.stdout)
@@ -116,5 +116,5 @@ def test_make_lab_runs_a_master_and_two_workers(tmp_path: Path) -> None:
                           f"LAB_OUT={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=240,
                          env=child_env())
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "8 users for 5 s, 2 workers" in run.stdout and "lab lab: PASS (exit code 0)" in run.stdout
-    assert json.loads((tmp_path / "lab.json").read_text())["user_count"] == 8
+    assert "8 users for 5 s, 2 workers" in run.stdout and "lab run: PASS (exit code 0)" in run.stdout
+    assert json.loads((tmp_path / "run.json").read_text())["user_count"] == 8
