@@ -188,14 +188,15 @@ def stress(lab: Lab, users: int, duration: float) -> Outcome:
         rows.append(f"  {part_users if part_users is not None else '?':>5} users  {rps:7.0f}/s  "
                     f"p95 {part.total.p95_ms or 0:7.1f} ms  {part.total.num_failures:5} failed  "
                     f"{'ok' if verdicts.passed else _breaches(verdicts)}")
-        if verdicts.passed and broke is None:
-            held = (part_users, rps)
-        elif not verdicts.passed and broke is None:
+        if broke is None and verdicts.passed:
+            if held is None or (part_users or 0, rps) > (held[0] or 0, held[1]):
+                held = (part_users, rps)  # the heaviest load that met the budgets before any window broke them
+        elif broke is None:
             broke = (part_users, verdicts)
     lines = [_totals(run), f"SLA over the whole run: {_breaches(result)}",
              f"per window of {window:g} s (latency and error budgets):", *rows]
     if held is not None:
-        lines.append(f"budgets held up to {held[0]} users ({held[1]:.0f}/s)")
+        lines.append(f"budgets held {'up to' if broke else 'at every load, up to'} {held[0]} users ({held[1]:.0f}/s)")
     if broke is not None:
         lines.append(f"first breached at {broke[0]} users: {_breaches(broke[1])}")
     return Outcome(result.exit_code, lines)
