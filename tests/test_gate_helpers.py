@@ -8,14 +8,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+
+from locust_c.lab.processes import shop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -31,30 +31,9 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def shop(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def shop(*args: str) -> AbstractContextManager[tuple[str, subprocess.Popen[str]]]:
     """Start the demo shop on a free loopback port; yields (base URL, process) and stops it afterwards."""
-    proc = subprocess.Popen(
-        [sys.executable, str(SHOP), "--host", "127.0.0.1", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert match, f"the shop did not start: {line!r}"
-        yield match.group(0), proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    return shop_process(SHOP, *args)
 
 
 def cli(

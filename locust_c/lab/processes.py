@@ -70,10 +70,11 @@ class Shop:
 
 
 @contextmanager
-def shop(lab: Lab, *switches: str) -> Iterator[Shop]:
-    """Start the shop on a free loopback port with the lab's and these switches; stop it afterwards."""
-    cmd = [sys.executable, str(lab.service), "--host", "127.0.0.1", "--port", "0", *lab.shop_args, *switches]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # its errors go to the lab's stderr
+def shop_process(service: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Start the shop program ``service`` on a free loopback port with ``args``; yields its URL and process, and
+    stops it afterwards."""
+    cmd = [sys.executable, str(service), "--host", "127.0.0.1", "--port", "0", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # its errors go to our stderr
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], SHOP_START_TIMEOUT)
@@ -81,7 +82,7 @@ def shop(lab: Lab, *switches: str) -> Iterator[Shop]:
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
         if not match:
             raise LabError(f"the shop did not start: {' '.join(cmd[1:])}")
-        yield Shop(match.group(0), proc.pid)
+        yield match.group(0), proc
     finally:
         proc.terminate()
         try:
@@ -91,6 +92,13 @@ def shop(lab: Lab, *switches: str) -> Iterator[Shop]:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@contextmanager
+def shop(lab: Lab, *switches: str) -> Iterator[Shop]:
+    """Start the lab's shop with the lab's and these switches; stop it afterwards."""
+    with shop_process(lab.service, *lab.shop_args, *switches) as (url, proc):
+        yield Shop(url, proc.pid)
 
 
 def wait_ready(lab: Lab, target: Shop) -> str | None:
