@@ -111,6 +111,16 @@ def test_spike_judges_the_windows_before_during_and_after_the_spike(tmp_path: Pa
     assert json.loads((tmp_path / "spike.json").read_text())["user_count"] == 10  # 5 × 2 at the top
 
 
+def test_soak_holds_the_users_and_hunts_a_leak_in_the_shop(tmp_path: Path) -> None:
+    clean = lab(tmp_path, "soak", "--users", "4", "--duration", "5s")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert re.search(r"memory of the shop: .* KB/s: no leak", clean.stdout)
+    leaky = lab(tmp_path, "soak", "--users", "4", "--duration", "5s", "--shop-args", "--leak-kb-per-request 200")
+    assert leaky.returncode == 1, leaky.stdout + leaky.stderr
+    assert re.search(r"memory of the shop: .* KB/s: leaking", leaky.stdout)
+    assert "SLA: all 13 budgets held" in leaky.stdout  # the leak alone fails it
+
+
 def test_make_lab_runs_a_master_and_two_workers(tmp_path: Path) -> None:
     run = subprocess.run(["make", "--no-print-directory", "lab", "WORKERS=2", "USERS=8", "DURATION=5s",
                           f"LAB_OUT={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=240,
