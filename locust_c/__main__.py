@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import shlex
 import signal
 import sys
@@ -339,11 +340,17 @@ def add_history(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------------------------------------------- lab
 
 
-def _seconds(text: str) -> float:
-    """A duration: 30, 30s, 2m or 1h."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
-    return _positive(number) * unit
+def _run_time(text: str) -> float:
+    """A duration as Locust's --run-time takes it (30, 30s, 2m, 1h30m: whole seconds), since the lab hands it on
+    to Locust: a value Locust would refuse is refused here, before any process starts."""
+    match = re.fullmatch(r"(\d+)|(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
+    seconds = 0
+    if match:
+        plain, hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+        seconds = plain + 3600 * hours + 60 * minutes + secs
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration of whole seconds > 0 (e.g. 30s, 2m, 1h30m)")
+    return float(seconds)
 
 
 def _count(text: str) -> int:
@@ -394,7 +401,7 @@ def add_lab(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=_count, default=2, metavar="N",
                    help="Locust workers beside the master (default 2; 0: the users run in one process)")
     p.add_argument("--users", type=_count, default=0, metavar="N", help="users (default: the scenario's)")
-    p.add_argument("--duration", type=_seconds, metavar="TIME",
+    p.add_argument("--duration", type=_run_time, metavar="TIME",
                    help="how long each run lasts, e.g. 30s or 5m (default: the scenario's)")
     p.add_argument("--shop-args", default="", metavar="ARGS",
                    help="switches for the shop, e.g. '--search-tail-ratio 0.5' (see examples/shop/service.py)")

@@ -73,6 +73,13 @@ def test_a_shop_that_never_gets_ready_fails_the_readiness_gate_before_any_load(t
     assert "no load was sent" in run.stdout and not (tmp_path / "smoke.json").exists()
 
 
+@pytest.mark.parametrize("duration", ["2.5s", "0", "1x", "h"])
+def test_a_duration_locust_would_refuse_is_refused_before_any_process_starts(tmp_path: Path, duration: str) -> None:
+    run = lab(tmp_path, "smoke", "--duration", duration)
+    assert run.returncode == 2 and "is not a duration of whole seconds > 0" in run.stderr, run.stderr
+    assert "lab: smoke:" not in run.stdout and not (tmp_path / "smoke.json").exists()
+
+
 def test_leak_test_catches_the_leaky_shop_and_passes_the_clean_one(tmp_path: Path) -> None:
     run = lab(tmp_path, "leak-test", "--users", "4", "--duration", "4s")
     assert run.returncode == 0, run.stdout + run.stderr
