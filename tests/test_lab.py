@@ -80,6 +80,16 @@ def test_a_duration_locust_would_refuse_is_refused_before_any_process_starts(tmp
     assert "lab: smoke:" not in run.stdout and not (tmp_path / "smoke.json").exists()
 
 
+def test_a_malformed_sla_file_is_one_line_and_exit_code_2_before_any_process_starts(tmp_path: Path) -> None:
+    sla = tmp_path / "slas.yml"
+    sla.write_text("defaults:\n  p95: 1\n")
+    run = lab(tmp_path, "smoke", "--sla-file", str(sla))
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(f"locust-c lab: error: {sla}:2: defaults: unknown key 'p95'")
+    assert "lab: smoke:" not in run.stdout and "is ready" not in run.stdout
+
+
 def test_leak_test_catches_the_leaky_shop_and_passes_the_clean_one(tmp_path: Path) -> None:
     run = lab(tmp_path, "leak-test", "--users", "4", "--duration", "4s")
     assert run.returncode == 0, run.stdout + run.stderr

@@ -16,11 +16,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ..gate import BadInput
 from ..gate import leak as leak_mod
 from ..gate import ready as ready_mod
+from ..gate.sla import SlaSpec, load_sla
 
 SHOP_START_TIMEOUT = 15.0  # seconds for the shop to print its address
 LOCUST_GRACE = 60.0  # seconds a Locust run may take beyond its duration before it counts as hung
@@ -51,14 +53,21 @@ class Lab:
         """The shop's workload."""
         return self.shop_dir / "locustfile.py"
 
+    @cached_property
+    def sla(self) -> SlaSpec:
+        """The SLA budgets, read once."""
+        return load_sla(str(self.sla_file))
+
     def check(self) -> None:
-        """Raise :class:`BadInput` when a file the lab needs is not there."""
+        """Raise :class:`BadInput` when a file the lab needs is not there, or the SLA file is malformed: before
+        any process starts."""
         for path, what in ((self.service, "the shop"), (self.locustfile, "its locustfile"),
                            (self.sla_file, "its SLA file")):
             if not path.is_file():
                 raise BadInput(f"no such file ({what}); run from a locust-c checkout or give --shop DIR", str(path))
         if self.workers < 0:
             raise BadInput(f"{self.workers} workers, expected 0 or more", "--workers")
+        _ = self.sla  # read now: a malformed file stops the lab before any process starts
 
 
 @dataclass

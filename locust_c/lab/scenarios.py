@@ -7,7 +7,6 @@ keep their proportions of the duration.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +17,7 @@ from ..gate import compare as compare_mod
 from ..gate import leak as leak_mod
 from ..gate.report import sla_text
 from ..gate.results import Run, load_run, save_json
-from ..gate.sla import Budget, GateResult, SlaSpec, evaluate, load_sla
+from ..gate.sla import Budget, GateResult, SlaSpec, evaluate
 from .processes import Lab, LeakWatch, LocustRun, leak_interval, run_locust, shop, wait_ready
 
 LEAK_KB_PER_REQUEST = 100  # the leaky shop of leak-test: over the hunter's 10 MB within a few seconds
@@ -58,7 +57,7 @@ def _totals(run: Run) -> str:
 def _gate(lab: Lab, results: Path) -> tuple[Run, GateResult]:
     """The SLA verdicts of a results file, printed as the ``gate`` command prints them."""
     run = load_run(str(results))
-    result = evaluate(load_sla(str(lab.sla_file)), run)
+    result = evaluate(lab.sla, run)
     print(sla_text(result, str(results)), flush=True)
     return run, result
 
@@ -101,14 +100,9 @@ def _one_gated_run(lab: Lab, locust_run: LocustRun, leak: bool = False) -> tuple
     return run, result, fit
 
 
-def _windows(lab: Lab, label: str) -> list[tuple[Run, int | None]]:
-    """The per-window results a ``--results-every`` run wrote, oldest first, with the users at each window's end."""
-    directory = lab.out / f"{label}-windows"
-    windows = []
-    for path in sorted(directory.glob("*.json")):
-        users = json.loads(path.read_text()).get("user_count")
-        windows.append((load_run(str(path)), users if isinstance(users, int) else None))
-    return windows
+def _windows(lab: Lab, label: str) -> list[Run]:
+    """The per-window results a ``--results-every`` run wrote, oldest first (each with the users at its end)."""
+    return [load_run(str(path)) for path in sorted((lab.out / f"{label}-windows").glob("*.json"))]
 
 
 def _fresh_windows(lab: Lab, label: str) -> None:
@@ -144,9 +138,8 @@ def run_lab(lab: Lab, users: int, duration: float) -> Outcome:
 def smoke(lab: Lab, users: int, duration: float) -> Outcome:
     """A few users briefly: every endpoint of the SLA file answered, no request failed, the budgets held."""
     run, result, _ = _one_gated_run(lab, LocustRun("smoke", users, duration))
-    spec = load_sla(str(lab.sla_file))
     seen = run.by_key()
-    missing = [key for key in spec.endpoints if key not in seen]
+    missing = [key for key in lab.sla.endpoints if key not in seen]
     lines = [_totals(run), f"SLA: {_breaches(result)}"]
     code = result.exit_code
     if missing:
@@ -179,10 +172,11 @@ def stress(lab: Lab, users: int, duration: float) -> Outcome:
     shape = {"peak_users": peak, "ramp_up": duration * 0.5, "hold": duration * 0.3, "ramp_down": duration * 0.2}
     window = _window_seconds(lab, duration, 10)
     run, result, _ = _one_gated_run(lab, LocustRun(label, peak, duration, "stress", shape, window))
-    spec = _latency_and_errors(load_sla(str(lab.sla_file)))
+    spec = _latency_and_errors(lab.sla)
     held, broke = None, None
     rows = []
-    for part, part_users in _windows(lab, label):
+    for part in _windows(lab, label):
+        part_users = part.user_count
         verdicts = evaluate(spec, part)
         rps = part.total.rps
         rows.append(f"  {part_users if part_users is not None else '?':>5} users  {rps:7.0f}/s  "
@@ -212,8 +206,8 @@ def spike(lab: Lab, users: int, duration: float) -> Outcome:
     run, result, _ = _one_gated_run(lab, LocustRun(label, users * SPIKE_FACTOR, duration, "spike", shape, window))
     phases: dict[str, list[float]] = {"before": [], "during": [], "after": []}
     phase = "before"
-    for part, part_users in _windows(lab, label):
-        if part_users is not None and part_users > users:
+    for part in _windows(lab, label):
+        if part.user_count is not None and part.user_count > users:
             phase = "during"
         elif phase == "during":
             phase = "ending"  # the window in which the spike ended holds requests of both: it is judged in neither
