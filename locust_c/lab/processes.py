@@ -103,21 +103,21 @@ def shop_process(service: Path, *args: str) -> Iterator[tuple[str, subprocess.Po
             proc.stdout.close()
 
 
+class NotReady(Exception):
+    """The shop did not become ready: the readiness gate failed and no load was sent."""
+
+
 @contextmanager
 def shop(lab: Lab, *switches: str) -> Iterator[Shop]:
-    """Start the lab's shop with the lab's and these switches; stop it afterwards."""
+    """Start the lab's shop with the lab's and these switches and wait until it is ready (:class:`NotReady` when
+    it is not within the lab's readiness timeout); stop it afterwards."""
     with shop_process(lab.service, *lab.shop_args, *switches) as (url, proc):
+        ready_url = url + "/health/ready"
+        ready, answer, waited = ready_mod.wait_ready(ready_url, lab.ready_timeout, interval=0.25)
+        if not ready:
+            raise NotReady(f"{ready_url} is not ready after {lab.ready_timeout:g} s; last answer: {answer}")
+        print(f"lab: {ready_url} is ready after {waited:.1f} s", flush=True)
         yield Shop(url, proc.pid)
-
-
-def wait_ready(lab: Lab, target: Shop) -> str | None:
-    """Poll the shop's readiness; ``None`` once it is ready, else what it last answered."""
-    url = target.url + "/health/ready"
-    ready, answer, waited = ready_mod.wait_ready(url, lab.ready_timeout, interval=0.25)
-    if ready:
-        print(f"lab: {url} is ready after {waited:.1f} s", flush=True)
-        return None
-    return f"{url} is not ready after {lab.ready_timeout:g} s; last answer: {answer}"
 
 
 def _free_port() -> int:

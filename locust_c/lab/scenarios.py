@@ -18,7 +18,7 @@ from ..gate import leak as leak_mod
 from ..gate.report import sla_text
 from ..gate.results import Run, load_run, save_json
 from ..gate.sla import Budget, GateResult, SlaSpec, evaluate
-from .processes import Lab, LeakWatch, LocustRun, leak_interval, run_locust, shop, wait_ready
+from .processes import Lab, LeakWatch, LocustRun, NotReady, Shop, leak_interval, run_locust, shop
 
 LEAK_KB_PER_REQUEST = 100  # the leaky shop of leak-test: over the hunter's 10 MB within a few seconds
 SPIKE_FACTOR = 5
@@ -78,26 +78,25 @@ def _funnel(run: Run) -> str | None:
     return f"checkout: {orders.num_requests - orders.num_failures} orders of {orders.num_requests} checkouts"
 
 
-class NotReady(Exception):
-    """The shop did not become ready: the readiness gate failed and no load was sent."""
-
-
 def _one_gated_run(lab: Lab, locust_run: LocustRun, leak: bool = False) -> tuple[Run, GateResult,
                                                                                   leak_mod.LeakFit | None]:
     """The shop, readiness, one Locust run and its SLA verdicts (and the leak hunter's, when asked)."""
     with shop(lab) as target:
-        not_ready = wait_ready(lab, target)
-        if not_ready:
-            raise NotReady(not_ready)
         if leak:
-            with LeakWatch(target.pid, leak_interval(locust_run.duration)) as watch:
-                results = run_locust(lab, target, locust_run)
-            fit = watch.verdict()
-            print(leak_mod.describe(fit, f"RSS of the shop (PID {target.pid})"), flush=True)
+            results, fit = _hunted_run(lab, target, locust_run, "the shop")
         else:
             results, fit = run_locust(lab, target, locust_run), None
     run, result = _gate(lab, results)
     return run, result, fit
+
+
+def _hunted_run(lab: Lab, target: Shop, locust_run: LocustRun, who: str) -> tuple[Path, leak_mod.LeakFit]:
+    """One Locust run with the leak hunter on the shop's memory; its results file and the hunter's fit."""
+    with LeakWatch(target.pid, leak_interval(locust_run.duration)) as watch:
+        results = run_locust(lab, target, locust_run)
+    fit = watch.verdict()
+    print(leak_mod.describe(fit, f"RSS of {who} (PID {target.pid})"), flush=True)
+    return results, fit
 
 
 def _windows(lab: Lab, label: str) -> list[Run]:
@@ -249,13 +248,7 @@ def leak_test(lab: Lab, users: int, duration: float) -> Outcome:
     fits = {}
     for label, switches in (("leaky", ("--leak-kb-per-request", str(LEAK_KB_PER_REQUEST))), ("clean", ())):
         with shop(lab, *switches) as target:
-            not_ready = wait_ready(lab, target)
-            if not_ready:
-                raise NotReady(not_ready)
-            with LeakWatch(target.pid, leak_interval(duration)) as watch:
-                run_locust(lab, target, LocustRun(f"leak-{label}", users, duration))
-        fits[label] = watch.verdict()
-        print(leak_mod.describe(fits[label], f"RSS of the {label} shop (PID {target.pid})"), flush=True)
+            _, fits[label] = _hunted_run(lab, target, LocustRun(f"leak-{label}", users, duration), f"the {label} shop")
     lines = []
     for label, want in (("leaky", True), ("clean", False)):
         fit = fits[label]
@@ -275,11 +268,8 @@ def compare(lab: Lab, users: int, duration: float) -> Outcome:
     base = compare_mod.merge_runs([load_run(str(target))])
     runs = []
     for n in range(1, COMPARE_RUNS + 1):
-        with shop(lab) as shop_target:
-            not_ready = wait_ready(lab, shop_target)
-            if not_ready:
-                raise NotReady(not_ready)
-            runs.append(load_run(str(run_locust(lab, shop_target, LocustRun(f"compare-{n}", users, duration)))))
+        with shop(lab) as target:
+            runs.append(load_run(str(run_locust(lab, target, LocustRun(f"compare-{n}", users, duration)))))
     current = compare_mod.merge_runs(runs)
     result = compare_mod.compare(base, current)
     print(compare_mod.compare_text(result, str(target), f"median of {COMPARE_RUNS} runs"), flush=True)
