@@ -39,6 +39,7 @@ import random
 import sys
 import threading
 import time
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PRODUCTS = [{"id": i, "name": f"product {i}", "price": round(1.5 * i, 2)} for i in range(1, 21)]
@@ -69,11 +70,13 @@ class ShopHandler(BaseHTTPRequestHandler):
 
     def cart(self) -> list[dict] | None:
         """The cart of the ``session`` cookie's session, when the shop knows it."""
-        for part in self.headers.get("Cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == "session":
-                return self.server.carts.get(value)
-        return None
+        cookies = SimpleCookie()
+        try:
+            cookies.load(self.headers.get("Cookie", ""))
+        except CookieError:
+            return None
+        session = cookies.get("session")
+        return self.server.carts.get(session.value) if session is not None else None
 
     def read_json(self) -> dict:
         """The request's JSON object body ({} when there is none or it is not an object)."""
