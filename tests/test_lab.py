@@ -66,8 +66,7 @@ def test_each_misbehaviour_of_the_shop_is_caught_by_its_gate(
 
 
 def test_a_shop_that_never_gets_ready_fails_the_readiness_gate_before_any_load(tmp_path: Path) -> None:
-    run = cli("lab", "smoke", "--workers", "0", "--out", str(tmp_path), "--ready-timeout", "1",
-              "--shop-args", "--warmup 60")
+    run = lab(tmp_path, "smoke", "--ready-timeout", "1", "--shop-args", "--warmup 60")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "readiness: http://127.0.0.1:" in run.stdout and "is not ready after 1 s" in run.stdout
     assert "no load was sent" in run.stdout and not (tmp_path / "smoke.json").exists()
